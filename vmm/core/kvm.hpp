@@ -1,0 +1,82 @@
+// RAII wrappers over the KVM ioctl interface: the system fd (/dev/kvm), a VM
+// fd and a vCPU fd with its shared kvm_run page. Every failure is an Error
+// naming the ioctl and carrying errno; nothing here throws.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "vmm/core/error.hpp"
+#include "vmm/core/mmap_region.hpp"
+#include "vmm/core/unique_fd.hpp"
+
+namespace hvz {
+
+class VmFd;
+class VcpuFd;
+
+class Kvm {
+ public:
+  // Opens the KVM device and checks the API version is the stable one (12).
+  static Expected<Kvm> open(const std::string& path = "/dev/kvm");
+
+  int fd() const { return fd_.get(); }
+  // KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific value.
+  int check_extension(int capability) const;
+  // An error naming the capability when check_extension() is 0.
+  Expected<void> require_extension(int capability, const char* name) const;
+  Expected<int> vcpu_mmap_size() const;
+  Expected<VmFd> create_vm() const;
+
+ private:
+  explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+class VmFd {
+ public:
+  int fd() const { return fd_.get(); }
+  // KVM_SET_USER_MEMORY_REGION for `host` at guest physical `guest_phys`.
+  Expected<void> set_user_memory_region(std::uint32_t slot, std::uint64_t guest_phys,
+                                        std::span<std::byte> host, std::uint32_t flags = 0) const;
+  Expected<VcpuFd> create_vcpu(std::uint32_t id) const;
+
+ private:
+  friend class Kvm;
+  VmFd(UniqueFd fd, int run_size) : fd_(std::move(fd)), run_size_(run_size) {}
+  UniqueFd fd_;
+  int run_size_;
+};
+
+class VcpuFd {
+ public:
+  int fd() const { return fd_.get(); }
+  // One KVM_RUN; EINTR/EAGAIN come back as Errc::kSystem with that errno.
+  Expected<void> run() const;
+  kvm_run& run_state() const { return *static_cast<kvm_run*>(run_.data()); }
+
+  Expected<kvm_regs> regs() const;
+  Expected<void> set_regs(const kvm_regs& regs) const;
+  Expected<kvm_sregs> sregs() const;
+  Expected<void> set_sregs(const kvm_sregs& sregs) const;
+
+  // For a KVM_EXIT_IO: the bytes of the access (size * count), bounds-checked
+  // against the kvm_run mapping.
+  Expected<std::span<std::uint8_t>> io_data() const;
+  // For a KVM_EXIT_MMIO: the data bytes of the access.
+  std::span<std::uint8_t> mmio_data() const;
+
+ private:
+  friend class VmFd;
+  VcpuFd(UniqueFd fd, MmapRegion run) : fd_(std::move(fd)), run_(std::move(run)) {}
+  UniqueFd fd_;
+  MmapRegion run_;
+};
+
+// "KVM_EXIT_IO" for KVM_EXIT_IO, else "exit reason N".
+std::string exit_reason_name(std::uint32_t reason);
+
+}  // namespace hvz

@@ -1,0 +1,41 @@
+// MmapRegion: an owned memory mapping (anonymous or of a file descriptor),
+// unmapped on destruction. Exposes its extent as a span, never a bare pointer
+// without its length.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "vmm/core/error.hpp"
+
+namespace hvz {
+
+class MmapRegion {
+ public:
+  MmapRegion() = default;
+  MmapRegion(MmapRegion&& other) noexcept
+      : addr_(std::exchange(other.addr_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  MmapRegion& operator=(MmapRegion&& other) noexcept;
+  MmapRegion(const MmapRegion&) = delete;
+  MmapRegion& operator=(const MmapRegion&) = delete;
+  ~MmapRegion();
+
+  // Private anonymous read-write memory, zero-filled.
+  static Expected<MmapRegion> anonymous(std::size_t size);
+  // A shared mapping of `size` bytes of `fd` at offset 0.
+  static Expected<MmapRegion> of_fd(int fd, std::size_t size, int prot);
+
+  std::span<std::byte> bytes() const { return {static_cast<std::byte*>(addr_), size_}; }
+  std::size_t size() const { return size_; }
+  std::uint64_t host_address() const { return reinterpret_cast<std::uintptr_t>(addr_); }
+  void* data() const { return addr_; }
+
+ private:
+  MmapRegion(void* addr, std::size_t size) : addr_(addr), size_(size) {}
+  void* addr_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace hvz
