@@ -14,6 +14,13 @@ note() {
     printf '%s: %s\n' "${HVZ_PROG:-hvz}" "$*" >&2
 }
 
+# Serialises cache updates between concurrent scripts (held until exit).
+cache_lock() {
+    mkdir -p "$HVZ_CACHE_DIR"
+    exec 9>"$HVZ_CACHE_DIR/.lock"
+    flock 9
+}
+
 # Prints a stable hash of the given files' contents and any extra words.
 inputs_hash() {
     local extra=$1
