@@ -12,6 +12,8 @@
 
 namespace hvz {
 
+inline constexpr std::size_t kHugePageSize = std::size_t{2} << 20;
+
 class MmapRegion {
  public:
   MmapRegion() = default;
@@ -22,8 +24,9 @@ class MmapRegion {
   MmapRegion& operator=(const MmapRegion&) = delete;
   ~MmapRegion();
 
-  // Private anonymous read-write memory, zero-filled.
-  static Expected<MmapRegion> anonymous(std::size_t size);
+  // Private anonymous read-write memory, zero-filled, at an address that is
+  // a multiple of `alignment` (a power of two; 0 = page size).
+  static Expected<MmapRegion> anonymous(std::size_t size, std::size_t alignment = 0);
   // A shared mapping of `size` bytes of `fd` at offset 0.
   static Expected<MmapRegion> of_fd(int fd, std::size_t size, int prot);
 

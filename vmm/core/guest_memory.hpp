@@ -1,0 +1,69 @@
+// GuestMemory: the guest's RAM as a set of disjoint regions, each an owned
+// anonymous mapping at a guest physical address. Every access by the monitor
+// goes through here and is bounds-checked: an access not wholly inside one
+// region is an Errc::kOutOfRange error, never a wild pointer. Guest-writable
+// data is copied out once (read_obj) rather than read twice in place.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "vmm/core/error.hpp"
+#include "vmm/core/guest_address.hpp"
+#include "vmm/core/mmap_region.hpp"
+
+namespace hvz {
+
+struct MemoryRange {
+  GuestAddress start;
+  std::uint64_t size;
+};
+
+class GuestMemory {
+ public:
+  struct Region {
+    GuestAddress start;
+    MmapRegion mapping;
+    std::uint64_t size() const { return mapping.size(); }
+  };
+
+  // Maps each range (sorted, disjoint, non-empty). With `huge_pages`, the
+  // mappings are 2 MiB aligned and advised for transparent huge pages.
+  static Expected<GuestMemory> create(const std::vector<MemoryRange>& ranges,
+                                      bool huge_pages = false);
+
+  const std::vector<Region>& regions() const { return regions_; }
+  std::uint64_t total_size() const;
+  // True when [addr, addr + len) lies wholly inside one region.
+  bool contains(GuestAddress addr, std::uint64_t len) const;
+
+  // The host bytes backing [addr, addr + len), inside one region.
+  Expected<std::span<std::byte>> get_slice(GuestAddress addr, std::uint64_t len) const;
+
+  Expected<void> read(GuestAddress addr, std::span<std::byte> out) const;
+  Expected<void> write(GuestAddress addr, std::span<const std::byte> in) const;
+
+  template <typename T>
+  Expected<T> read_obj(GuestAddress addr) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    auto r = read(addr, std::as_writable_bytes(std::span<T, 1>(&value, 1)));
+    if (!r) return tl::unexpected(r.error());
+    return value;
+  }
+  template <typename T>
+  Expected<void> write_obj(GuestAddress addr, const T& value) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return write(addr, std::as_bytes(std::span<const T, 1>(&value, 1)));
+  }
+
+ private:
+  explicit GuestMemory(std::vector<Region> regions) : regions_(std::move(regions)) {}
+  const Region* find(GuestAddress addr, std::uint64_t len) const;
+  std::vector<Region> regions_;
+};
+
+}  // namespace hvz
