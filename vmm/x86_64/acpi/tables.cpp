@@ -194,6 +194,19 @@ aml::Term com1_device() {
               });
 }
 
+// The CMOS RTC (PNP0B00) with its ports only. Without this device Linux
+// registers a legacy "rtc_cmos" platform device that asks for IRQ 8, which
+// a hardware-reduced machine (no legacy PIC) cannot give, and the probe
+// fails; described here, the driver runs without an interrupt.
+aml::Term rtc_device() {
+  return aml::device("RTC_", {
+                                 aml::name("_HID", aml::eisa_id("PNP0B00")),
+                                 aml::name("_CRS", aml::resource_template({
+                                                       aml::io_port(kCmosPort, kCmosPort, 1, 2),
+                                                   })),
+                             });
+}
+
 aml::Term virtio_device(std::size_t index, const VirtioMmioInfo& dev) {
   return aml::device(
       virtio_device_name(index),
@@ -213,7 +226,7 @@ aml::Term virtio_device(std::size_t index, const VirtioMmioInfo& dev) {
 }
 
 Expected<Bytes> build_dsdt(const AcpiConfig& config) {
-  std::vector<aml::Term> sb{com1_device()};
+  std::vector<aml::Term> sb{com1_device(), rtc_device()};
   for (std::size_t i = 0; i < config.virtio_devices.size(); ++i) {
     sb.push_back(virtio_device(i, config.virtio_devices[i]));
   }

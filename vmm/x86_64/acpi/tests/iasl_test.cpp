@@ -113,9 +113,10 @@ TEST(AcpiIasl, DisassemblesEveryTableWithoutErrors) {
   write_file(dir.path() / "xsdt.dat", t.xsdt);
 
   const std::string dsdt = disassemble(dir.path(), "dsdt");
-  for (const char* want : {"PNP0501", "LNRO0005", "_S5_", "Device (COM1)", "Device (V000)",
-                           "Device (V001)", "0x03F8", "0xD0000000", "0xD0001000", "Return (0x0F)",
-                           "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive"}) {
+  for (const char* want :
+       {"PNP0501", "PNP0B00", "Device (RTC)", "LNRO0005", "_S5_", "Device (COM1)", "Device (V000)",
+        "Device (V001)", "0x03F8", "0xD0000000", "0xD0001000", "Return (0x0F)",
+        "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive"}) {
     EXPECT_NE(dsdt.find(want), std::string::npos) << want << " missing in:\n" << dsdt;
   }
   recompile(dir.path(), "dsdt");
