@@ -6,11 +6,49 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <vector>
 
 namespace hvz {
 namespace {
 
 constexpr int kStableApiVersion = 12;
+// Far more CPUID leaves than any host reports (KVM answers E2BIG if not).
+constexpr std::size_t kMaxCpuidEntries = 256;
+
+// linux-libc-dev 6.1 declares the flexible arrays of kvm_cpuid2 and kvm_msrs
+// with __DECLARE_FLEX_ARRAY, which in C++ adds an empty struct: sizeof grows
+// from 8 to 12/16, the entries move, and the _IOW numbers derived from
+// sizeof no longer match the kernel's (it answers EINVAL). So these headers
+// and ioctl numbers are spelled out with the kernel's C layout.
+struct CountHeader {
+  std::uint32_t count;  // nent / nmsrs
+  std::uint32_t padding;
+};
+static_assert(sizeof(CountHeader) == 8);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CountHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CountHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, CountHeader);
+
+// A count header followed by its entries, in one 8-byte aligned buffer.
+template <typename Entry>
+class FlexBuffer {
+ public:
+  explicit FlexBuffer(std::size_t n)
+      : storage_((sizeof(CountHeader) + n * sizeof(Entry) + sizeof(std::uint64_t) - 1) /
+                 sizeof(std::uint64_t)) {}
+  CountHeader* header() { return reinterpret_cast<CountHeader*>(storage_.data()); }
+  Entry* entries() { return reinterpret_cast<Entry*>(header() + 1); }
+
+ private:
+  std::vector<std::uint64_t> storage_;  // zeroed
+};
+
+template <typename T>
+Expected<void> ioctl_in(int fd, unsigned long request, const T* arg, const char* name) {
+  if (::ioctl(fd, request, arg) < 0) return sys_error(name);
+  return {};
+}
 
 }  // namespace
 
@@ -55,6 +93,45 @@ Expected<VmFd> Kvm::create_vm() const {
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return sys_error("KVM_CREATE_VM");
   return VmFd(UniqueFd(fd), *run_size);
+}
+
+Expected<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
+  FlexBuffer<kvm_cpuid_entry2> buf(kMaxCpuidEntries);
+  buf.header()->count = kMaxCpuidEntries;
+  if (::ioctl(fd_.get(), kGetSupportedCpuid, buf.header()) < 0) {
+    return sys_error("KVM_GET_SUPPORTED_CPUID");
+  }
+  const std::size_t n = std::min<std::size_t>(buf.header()->count, kMaxCpuidEntries);
+  return std::vector<kvm_cpuid_entry2>(buf.entries(), buf.entries() + n);
+}
+
+Expected<void> VmFd::set_tss_address(std::uint64_t addr) const {
+  if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr)) < 0) {
+    return sys_error("KVM_SET_TSS_ADDR");
+  }
+  return {};
+}
+
+Expected<void> VmFd::set_identity_map_address(std::uint64_t addr) const {
+  return ioctl_in(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &addr, "KVM_SET_IDENTITY_MAP_ADDR");
+}
+
+Expected<void> VmFd::create_irqchip() const {
+  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) return sys_error("KVM_CREATE_IRQCHIP");
+  return {};
+}
+
+Expected<void> VmFd::create_pit2() const {
+  kvm_pit_config config{};
+  config.flags = KVM_PIT_SPEAKER_DUMMY;
+  return ioctl_in(fd_.get(), KVM_CREATE_PIT2, &config, "KVM_CREATE_PIT2");
+}
+
+Expected<void> VmFd::register_irqfd(int eventfd, std::uint32_t gsi) const {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<std::uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  return ioctl_in(fd_.get(), KVM_IRQFD, &irqfd, "KVM_IRQFD");
 }
 
 Expected<void> VmFd::set_user_memory_region(std::uint32_t slot, std::uint64_t guest_phys,
@@ -105,6 +182,46 @@ Expected<kvm_sregs> VcpuFd::sregs() const {
 Expected<void> VcpuFd::set_sregs(const kvm_sregs& sregs) const {
   if (::ioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0) return sys_error("KVM_SET_SREGS");
   return {};
+}
+
+Expected<void> VcpuFd::set_fpu(const kvm_fpu& fpu) const {
+  return ioctl_in(fd_.get(), KVM_SET_FPU, &fpu, "KVM_SET_FPU");
+}
+
+Expected<void> VcpuFd::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) const {
+  FlexBuffer<kvm_cpuid_entry2> buf(entries.size());
+  buf.header()->count = static_cast<std::uint32_t>(entries.size());
+  std::copy(entries.begin(), entries.end(), buf.entries());
+  return ioctl_in(fd_.get(), kSetCpuid2, buf.header(), "KVM_SET_CPUID2");
+}
+
+Expected<void> VcpuFd::set_msrs(
+    const std::vector<std::pair<std::uint32_t, std::uint64_t>>& msrs) const {
+  FlexBuffer<kvm_msr_entry> buf(msrs.size());
+  buf.header()->count = static_cast<std::uint32_t>(msrs.size());
+  for (std::size_t i = 0; i < msrs.size(); ++i) {
+    buf.entries()[i].index = msrs[i].first;
+    buf.entries()[i].data = msrs[i].second;
+  }
+  int n = ::ioctl(fd_.get(), kSetMsrs, buf.header());
+  if (n < 0) return sys_error("KVM_SET_MSRS");
+  if (static_cast<std::size_t>(n) != msrs.size()) {
+    char what[64];
+    std::snprintf(what, sizeof what, "KVM_SET_MSRS refused MSR %#x",
+                  static_cast<unsigned>(msrs[static_cast<std::size_t>(n)].first));
+    return make_error(Errc::kUnsupported, what);
+  }
+  return {};
+}
+
+Expected<kvm_lapic_state> VcpuFd::lapic() const {
+  kvm_lapic_state l{};
+  if (::ioctl(fd_.get(), KVM_GET_LAPIC, &l) < 0) return sys_error("KVM_GET_LAPIC");
+  return l;
+}
+
+Expected<void> VcpuFd::set_lapic(const kvm_lapic_state& lapic) const {
+  return ioctl_in(fd_.get(), KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
 }
 
 Expected<std::span<std::uint8_t>> VcpuFd::io_data() const {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "vmm/core/error.hpp"
 #include "vmm/core/mmap_region.hpp"
@@ -30,6 +32,8 @@ class Kvm {
   Expected<void> require_extension(int capability, const char* name) const;
   Expected<int> vcpu_mmap_size() const;
   Expected<VmFd> create_vm() const;
+  // KVM_GET_SUPPORTED_CPUID: every leaf this host's KVM can expose.
+  Expected<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
 
  private:
   explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -43,6 +47,14 @@ class VmFd {
   Expected<void> set_user_memory_region(std::uint32_t slot, std::uint64_t guest_phys,
                                         std::span<std::byte> host, std::uint32_t flags = 0) const;
   Expected<VcpuFd> create_vcpu(std::uint32_t id) const;
+  Expected<void> set_tss_address(std::uint64_t addr) const;
+  Expected<void> set_identity_map_address(std::uint64_t addr) const;
+  // In-kernel IOAPIC + PIC + LAPICs, and the PIT (i8254) with its speaker
+  // port left to user space.
+  Expected<void> create_irqchip() const;
+  Expected<void> create_pit2() const;
+  // KVM_IRQFD: writing to `eventfd` raises `gsi` (an edge).
+  Expected<void> register_irqfd(int eventfd, std::uint32_t gsi) const;
 
  private:
   friend class Kvm;
@@ -62,6 +74,15 @@ class VcpuFd {
   Expected<void> set_regs(const kvm_regs& regs) const;
   Expected<kvm_sregs> sregs() const;
   Expected<void> set_sregs(const kvm_sregs& sregs) const;
+  Expected<void> set_fpu(const kvm_fpu& fpu) const;
+  Expected<void> set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) const;
+  // KVM_SET_MSRS of (index, value) pairs; fails unless every one was set.
+  Expected<void> set_msrs(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& msrs) const;
+  Expected<kvm_lapic_state> lapic() const;
+  Expected<void> set_lapic(const kvm_lapic_state& lapic) const;
+  // kvm_run.immediate_exit: makes the next (or a signal-interrupted) KVM_RUN
+  // return EINTR at once, so a kick cannot be lost.
+  void set_immediate_exit(bool on) const { run_state().immediate_exit = on ? 1 : 0; }
 
   // For a KVM_EXIT_IO: the bytes of the access (size * count), bounds-checked
   // against the kvm_run mapping.

@@ -1,0 +1,137 @@
+// The config-file JSON mapping (see config_json.hpp). Field names and
+// defaults follow Firecracker's vmm_config (boot_source.rs, machine_config.rs).
+#include "api/config_json.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+namespace hvz::api {
+namespace {
+
+using nlohmann::json;
+
+struct ParseError {
+  std::string message;
+};
+
+void check_fields(const json& obj, const std::string& where, const std::set<std::string>& allowed) {
+  if (!obj.is_object()) throw ParseError{where + ": expected an object"};
+  for (const auto& [key, value] : obj.items()) {
+    if (!allowed.count(key)) throw ParseError{where + ": unknown field '" + key + "'"};
+  }
+}
+
+std::string get_string(const json& obj, const std::string& where, const char* key) {
+  const auto& v = obj.at(key);
+  if (!v.is_string()) throw ParseError{where + "." + key + ": expected a string"};
+  return v.get<std::string>();
+}
+
+std::uint32_t get_u32(const json& obj, const std::string& where, const char* key) {
+  const auto& v = obj.at(key);
+  if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 0xffffffffu) {
+    throw ParseError{where + "." + key + ": expected a non-negative integer"};
+  }
+  return static_cast<std::uint32_t>(v.get<std::uint64_t>());
+}
+
+bool get_bool(const json& obj, const std::string& where, const char* key) {
+  const auto& v = obj.at(key);
+  if (!v.is_boolean()) throw ParseError{where + "." + key + ": expected true or false"};
+  return v.get<bool>();
+}
+
+config::BootSource parse_boot_source(const json& j) {
+  const std::string where = "boot-source";
+  check_fields(j, where, {"kernel_image_path", "initrd_path", "boot_args"});
+  if (!j.contains("kernel_image_path")) throw ParseError{where + ": missing kernel_image_path"};
+  config::BootSource b;
+  b.kernel_image_path = get_string(j, where, "kernel_image_path");
+  if (j.contains("initrd_path") && !j.at("initrd_path").is_null()) {
+    b.initrd_path = get_string(j, where, "initrd_path");
+  }
+  if (j.contains("boot_args") && !j.at("boot_args").is_null()) {
+    b.boot_args = get_string(j, where, "boot_args");
+  }
+  return b;
+}
+
+config::MachineConfig parse_machine_config(const json& j) {
+  const std::string where = "machine-config";
+  check_fields(
+      j, where,
+      {"vcpu_count", "mem_size_mib", "smt", "track_dirty_pages", "huge_pages", "cpu_template"});
+  // Firecracker requires both sizes in machine-config.
+  if (!j.contains("vcpu_count")) throw ParseError{where + ": missing vcpu_count"};
+  if (!j.contains("mem_size_mib")) throw ParseError{where + ": missing mem_size_mib"};
+  config::MachineConfig m;
+  m.vcpu_count = get_u32(j, where, "vcpu_count");
+  m.mem_size_mib = get_u32(j, where, "mem_size_mib");
+  if (j.contains("smt")) m.smt = get_bool(j, where, "smt");
+  if (j.contains("track_dirty_pages") && get_bool(j, where, "track_dirty_pages")) {
+    throw ParseError{where + ".track_dirty_pages: not supported yet"};
+  }
+  if (j.contains("cpu_template") && !j.at("cpu_template").is_null()) {
+    const auto t = get_string(j, where, "cpu_template");
+    if (t != "None") throw ParseError{where + ".cpu_template: only \"None\" is supported"};
+  }
+  if (j.contains("huge_pages")) {
+    const auto h = get_string(j, where, "huge_pages");
+    if (h == "None") {
+      m.huge_pages = config::HugePages::kNone;
+    } else if (h == "2M") {
+      m.huge_pages = config::HugePages::k2M;
+    } else {
+      throw ParseError{where + ".huge_pages: expected \"None\" or \"2M\", not \"" + h + "\""};
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+Expected<config::VmConfig> parse_vm_config(std::string_view text) {
+  try {
+    const json j = json::parse(text);
+    check_fields(j, "config", {"boot-source", "machine-config", "drives", "network-interfaces"});
+    config::VmConfig c;
+    if (!j.contains("boot-source")) throw ParseError{"config: missing boot-source"};
+    c.boot_source = parse_boot_source(j.at("boot-source"));
+    if (j.contains("machine-config"))
+      c.machine_config = parse_machine_config(j.at("machine-config"));
+    for (const char* devices : {"drives", "network-interfaces"}) {
+      if (!j.contains(devices)) continue;
+      const auto& list = j.at(devices);
+      if (!list.is_array()) throw ParseError{std::string(devices) + ": expected an array"};
+      if (!list.empty())
+        throw ParseError{std::string(devices) + ": virtio devices are not supported yet"};
+    }
+    return c;
+  } catch (const ParseError& e) {
+    return make_error(Errc::kInvalidArgument, e.message);
+  } catch (const json::exception& e) {
+    return make_error(Errc::kInvalidArgument, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+std::string vm_config_to_json(const config::VmConfig& c) {
+  json j;
+  if (c.boot_source) {
+    json b{{"kernel_image_path", c.boot_source->kernel_image_path}};
+    if (c.boot_source->initrd_path) b["initrd_path"] = *c.boot_source->initrd_path;
+    b["boot_args"] = c.boot_source->boot_args.value_or(config::kDefaultBootArgs);
+    j["boot-source"] = b;
+  }
+  j["machine-config"] = {
+      {"vcpu_count", c.machine_config.vcpu_count},
+      {"mem_size_mib", c.machine_config.mem_size_mib},
+      {"smt", c.machine_config.smt},
+      {"huge_pages", c.machine_config.huge_pages == config::HugePages::k2M ? "2M" : "None"},
+  };
+  j["drives"] = json::array();
+  j["network-interfaces"] = json::array();
+  return j.dump(2);
+}
+
+}  // namespace hvz::api

@@ -1,0 +1,86 @@
+// Config-file JSON: Firecracker's shape accepted, everything else refused
+// with a message naming the field.
+#include "api/config_json.hpp"
+
+#include <gtest/gtest.h>
+
+namespace hvz::api {
+namespace {
+
+TEST(ConfigJson, ParsesFirecrackerConfigFile) {
+  auto c = parse_vm_config(R"({
+    "boot-source": {"kernel_image_path": "/k", "initrd_path": "/i", "boot_args": "console=ttyS0"},
+    "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "huge_pages": "2M"},
+    "drives": [], "network-interfaces": []
+  })");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->boot_source->kernel_image_path, "/k");
+  EXPECT_EQ(c->boot_source->initrd_path, "/i");
+  EXPECT_EQ(c->boot_source->boot_args, "console=ttyS0");
+  EXPECT_EQ(c->machine_config.vcpu_count, 2u);
+  EXPECT_EQ(c->machine_config.mem_size_mib, 256u);
+  EXPECT_EQ(c->machine_config.huge_pages, config::HugePages::k2M);
+}
+
+TEST(ConfigJson, DefaultsWithoutMachineConfig) {
+  auto c = parse_vm_config(R"({"boot-source": {"kernel_image_path": "/k"}})");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->machine_config.vcpu_count, 1u);
+  EXPECT_EQ(c->machine_config.mem_size_mib, 128u);
+  EXPECT_FALSE(c->boot_source->boot_args);
+}
+
+void expect_error(const char* json, const char* fragment) {
+  auto c = parse_vm_config(json);
+  ASSERT_FALSE(c) << json;
+  EXPECT_NE(c.error().message().find(fragment), std::string::npos)
+      << c.error().message() << " lacks " << fragment;
+}
+
+TEST(ConfigJson, RefusesMalformedInput) {
+  expect_error("", "malformed JSON");
+  expect_error("{", "malformed JSON");
+  expect_error("[]", "expected an object");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "bogus": 1})",
+               "unknown field 'bogus'");
+  expect_error(R"({"machine-config": {"vcpu_count": 1, "mem_size_mib": 128}})",
+               "missing boot-source");
+  expect_error(R"({"boot-source": {}})", "missing kernel_image_path");
+  expect_error(R"({"boot-source": {"kernel_image_path": 7}})",
+               "kernel_image_path: expected a string");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k", "x": 1}})", "unknown field 'x'");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "machine-config": {"vcpu_count": -1, "mem_size_mib": 128}})",
+               "vcpu_count: expected a non-negative integer");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "machine-config": {"vcpu_count": "2", "mem_size_mib": 128}})",
+               "vcpu_count");
+  expect_error(
+      R"({"boot-source": {"kernel_image_path": "/k"}, "machine-config": {"vcpu_count": 1}})",
+      "missing mem_size_mib");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "huge_pages": "1G"}})",
+               "huge_pages");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "machine-config": {"vcpu_count": 1, "mem_size_mib": 99999999999}})",
+               "mem_size_mib");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "a"}]})",
+               "not supported yet");
+}
+
+TEST(ConfigJson, RoundTripsThroughJson) {
+  config::VmConfig c;
+  c.boot_source = config::BootSource{"/k", "/i", "quiet"};
+  c.machine_config.vcpu_count = 4;
+  c.machine_config.mem_size_mib = 512;
+  auto back = parse_vm_config(vm_config_to_json(c));
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->boot_source->kernel_image_path, "/k");
+  EXPECT_EQ(back->boot_source->initrd_path, "/i");
+  EXPECT_EQ(back->boot_source->boot_args, "quiet");
+  EXPECT_EQ(back->machine_config.vcpu_count, 4u);
+  EXPECT_EQ(back->machine_config.mem_size_mib, 512u);
+}
+
+}  // namespace
+}  // namespace hvz::api

@@ -1,0 +1,198 @@
+// Linux boot tests: the hvz binary boots Debian's cloud kernel with the test
+// initramfs (scripts/guest-images) and the tests assert on what the guest
+// prints and how hvz exits. Needs /dev/kvm: run through scripts/kvm-run.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <regex>
+
+#include "guest-tests/support/process.hpp"
+
+namespace hvz::testing {
+namespace {
+
+constexpr auto kBootTimeout = std::chrono::seconds(300);
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+class LinuxBoot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    hvz_ = env("HVZ_BINARY");
+    images_ = env("HVZ_GUEST_IMAGES");
+    ASSERT_FALSE(hvz_.empty() || images_.empty()) << "HVZ_BINARY / HVZ_GUEST_IMAGES not set";
+    ASSERT_TRUE(std::ifstream(images_ + "/vmlinuz").good())
+        << images_ << "/vmlinuz missing: run scripts/guest-images";
+  }
+
+  // reboot: the kernel's reboot= method, k (i8042) or a (ACPI reset register).
+  ProcessResult boot(std::uint32_t vcpus, std::uint32_t memory_mib, const std::string& action,
+                     const std::string& reboot = "k") {
+    auto r = run_process(
+        {hvz_, "--kernel", images_ + "/vmlinuz", "--initrd", images_ + "/initramfs.cpio.gz",
+         "--vcpus", std::to_string(vcpus), "--memory", std::to_string(memory_mib), "--cmdline",
+         "console=ttyS0 reboot=" + reboot + " panic=1 pci=off quiet hvz.action=" + action},
+        kBootTimeout);
+    std::printf("boot (%u vCPUs, %u MiB, %s): exit %d in %.1f s\n", vcpus, memory_mib,
+                action.c_str(), r.exit_status, r.seconds);
+    return r;
+  }
+
+  static long field(const std::string& out, const std::string& name) {
+    std::smatch m;
+    std::regex re("hvz-guest: " + name + " ([0-9]+)");
+    if (!std::regex_search(out, m, re)) return -1;
+    return std::stol(m[1]);
+  }
+
+  std::string hvz_;
+  std::string images_;
+};
+
+TEST_F(LinuxBoot, BootsToInitAndPowersOffWithStatusZero) {
+  auto r = boot(1, 256, "poweroff");
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("hvz-guest: init started"), std::string::npos) << r.output;
+  EXPECT_EQ(field(r.output, "cpus"), 1) << r.output;
+  // MemTotal excludes what the kernel reserves for itself; it must be most
+  // of the 256 MiB and never more.
+  const long kib = field(r.output, "memtotal_kib");
+  EXPECT_GT(kib, 200 * 1024) << r.output;
+  EXPECT_LE(kib, 256 * 1024) << r.output;
+  EXPECT_NE(r.output.find("hvz-guest: clocksource kvm-clock"), std::string::npos) << r.output;
+  // The guest's clock (kvmclock) and its CMOS RTC both tell the host's time.
+  const long now = static_cast<long>(std::time(nullptr));
+  EXPECT_NEAR(field(r.output, "date_epoch"), now, 300) << r.output;
+  EXPECT_NEAR(field(r.output, "rtc_epoch"), now, 300) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+TEST_F(LinuxBoot, RebootThroughAcpiResetRegisterEndsWithStatusZero) {
+  auto r = boot(1, 256, "reboot", "a");
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("hvz-guest: init started"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+// A PVH ELF kernel whose first instruction is ud2. With hvz's empty boot
+// IDT, #UD escalates to a double fault and then a triple fault: the VM
+// shuts down, and hvz must say so and exit 1.
+std::string write_triple_fault_kernel(const std::string& path) {
+  constexpr std::uint64_t kLoad = 0x200000;
+  std::vector<std::uint8_t> f(0x1002, 0);
+  auto put = [&f](std::size_t at, std::uint64_t v, std::size_t n) {
+    std::memcpy(f.data() + at, &v, n);
+  };
+  const std::uint8_t ident[] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
+  std::memcpy(f.data(), ident, sizeof ident);
+  put(16, 2, 2);      // ET_EXEC
+  put(18, 62, 2);     // EM_X86_64
+  put(20, 1, 4);      // EV_CURRENT
+  put(24, kLoad, 8);  // e_entry
+  put(32, 0x40, 8);   // e_phoff
+  put(52, 64, 2);     // e_ehsize
+  put(54, 56, 2);     // e_phentsize
+  put(56, 2, 2);      // e_phnum
+  // PT_LOAD: the code page.
+  put(0x40, 1, 4);
+  put(0x44, 5, 4);  // R|X
+  put(0x48, 0x1000, 8);
+  put(0x50, kLoad, 8);
+  put(0x58, kLoad, 8);
+  put(0x60, 2, 8);
+  put(0x68, 2, 8);
+  put(0x70, 0x1000, 8);
+  // PT_NOTE: XEN_ELFNOTE_PHYS32_ENTRY.
+  put(0x78, 4, 4);
+  put(0x80, 0x100, 8);
+  put(0x98, 20, 8);
+  put(0xa0, 20, 8);
+  put(0xa8, 4, 8);
+  put(0x100, 4, 4);   // namesz
+  put(0x104, 4, 4);   // descsz
+  put(0x108, 18, 4);  // type
+  std::memcpy(f.data() + 0x10c, "Xen", 4);
+  put(0x110, kLoad, 4);
+  f[0x1000] = 0x0f;  // ud2
+  f[0x1001] = 0x0b;
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+  return path;
+}
+
+TEST_F(LinuxBoot, TripleFaultExitsOneWithAClearMessage) {
+  const auto kernel = write_triple_fault_kernel(::testing::TempDir() + "/hvz-ud2.elf");
+  auto r = run_process({hvz_, "--kernel", kernel, "--memory", "64"}, std::chrono::seconds(120));
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_status, 1) << r.output;
+  EXPECT_NE(r.output.find("triple fault"), std::string::npos) << r.output;
+}
+
+TEST_F(LinuxBoot, SeesFourVcpusAndRebootEndsWithStatusZero) {
+  auto r = boot(4, 256, "reboot");
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(field(r.output, "cpus"), 4) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+TEST_F(LinuxBoot, ConfigFileBootsTwoVcpusAndMoreMemory) {
+  const std::string path = ::testing::TempDir() + "/hvz-vm.json";
+  {
+    std::ofstream f(path);
+    f << R"({"boot-source": {"kernel_image_path": ")" << images_ << R"(/vmlinuz",
+              "initrd_path": ")"
+      << images_ << R"(/initramfs.cpio.gz",
+              "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet"},
+             "machine-config": {"vcpu_count": 2, "mem_size_mib": 512}})";
+  }
+  auto r = run_process({hvz_, "--config-file", path}, kBootTimeout);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(field(r.output, "cpus"), 2) << r.output;
+  EXPECT_GT(field(r.output, "memtotal_kib"), 400 * 1024) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+TEST_F(LinuxBoot, KernelPanicEndsHvz) {
+  auto r = boot(1, 256, "panic");
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("Kernel panic"), std::string::npos) << r.output;
+  // panic=1 reboots through the i8042 (reboot=k): hvz ends like Firecracker.
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+TEST_F(LinuxBoot, BadImagesAndArgumentsExitTwoWithOneLine) {
+  const std::string junk = ::testing::TempDir() + "/hvz-junk-kernel";
+  {
+    std::ofstream f(junk);
+    f << std::string(4096, 'x');
+  }
+  const std::vector<std::vector<std::string>> cases = {
+      {hvz_, "--kernel", junk},
+      {hvz_, "--kernel", "/nonexistent/vmlinuz"},
+      {hvz_, "--kernel", images_ + "/vmlinuz", "--initrd", "/nonexistent/initrd"},
+      {hvz_, "--kernel", images_ + "/vmlinuz", "--vcpus", "0"},
+      {hvz_, "--kernel", images_ + "/vmlinuz", "--vcpus", "many"},
+      {hvz_, "--kernel", images_ + "/vmlinuz", "--memory", "4"},
+      {hvz_, "--no-such-flag"},
+      {hvz_},
+      {hvz_, "--config-file", "/nonexistent.json"},
+      {hvz_, "--config-file", junk},
+  };
+  for (const auto& argv : cases) {
+    auto r = run_process(argv, std::chrono::seconds(60));
+    std::string cmd;
+    for (const auto& a : argv) cmd += a + " ";
+    EXPECT_EQ(r.exit_status, 2) << cmd << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("hvz: error: ", 0), 0u) << cmd << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << cmd << "\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace hvz::testing

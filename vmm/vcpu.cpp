@@ -1,0 +1,125 @@
+// The vCPU thread and its exit dispatch (see vcpu.hpp).
+#include "vmm/vcpu.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "vmm/core/log.hpp"
+
+namespace hvz::vmm {
+namespace {
+
+int kick_signal() {
+  return SIGRTMIN;
+}
+
+void on_kick(int) {}
+
+}  // namespace
+
+Expected<void> Vcpu::install_kick_signal() {
+  struct sigaction sa {};
+  sa.sa_handler = on_kick;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  if (::sigaction(kick_signal(), &sa, nullptr) < 0) return sys_error("sigaction(SIGRTMIN)");
+  return {};
+}
+
+void Vcpu::start() {
+  thread_ = std::thread([this] { run_loop(); });
+}
+
+void Vcpu::stop() {
+  if (!thread_.joinable()) return;
+  fd_.set_immediate_exit(true);
+  ::pthread_kill(thread_.native_handle(), kick_signal());
+  thread_.join();
+}
+
+void Vcpu::run_loop() {
+  char name[16];
+  std::snprintf(name, sizeof name, "vcpu%u", id_);
+  log::set_thread_name(name);
+  ::pthread_setname_np(::pthread_self(), name);
+  while (!control_.stopping()) {
+    if (auto r = fd_.run(); !r) {
+      const int err = r.error().sys_errno();
+      if (err == EINTR || err == EAGAIN) continue;  // kicked; the loop re-checks
+      control_.request_stop(StopReason::kError,
+                            "vcpu" + std::to_string(id_) + ": " + r.error().message());
+      return;
+    }
+    if (!handle_exit()) return;
+  }
+}
+
+bool Vcpu::handle_exit() {
+  kvm_run& run = fd_.run_state();
+  switch (run.exit_reason) {
+    case KVM_EXIT_IO: {
+      ++counts_.io;
+      auto data = fd_.io_data();
+      if (!data) {
+        control_.request_stop(StopReason::kError, data.error().message());
+        return false;
+      }
+      for (std::uint32_t i = 0; i < run.io.count; ++i) {
+        auto one = data->subspan(std::size_t{i} * run.io.size, run.io.size);
+        if (run.io.direction == KVM_EXIT_IO_OUT) {
+          pio_->write(run.io.port, one);
+        } else {
+          pio_->read(run.io.port, one);
+        }
+      }
+      return true;
+    }
+    case KVM_EXIT_MMIO: {
+      ++counts_.mmio;
+      auto data = fd_.mmio_data();
+      if (run.mmio.is_write) {
+        mmio_->write(run.mmio.phys_addr, data);
+      } else {
+        mmio_->read(run.mmio.phys_addr, data);
+      }
+      return true;
+    }
+    case KVM_EXIT_HLT:
+      // The in-kernel LAPIC handles HLT; an exit means KVM had no irqchip.
+      control_.request_stop(StopReason::kGuestCrash, "vcpu" + std::to_string(id_) + ": HLT exit");
+      return false;
+    case KVM_EXIT_SHUTDOWN:
+      control_.request_stop(StopReason::kGuestCrash,
+                            "guest triple fault (KVM_EXIT_SHUTDOWN) on vcpu" + std::to_string(id_));
+      return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+      control_.request_stop(run.system_event.type == KVM_SYSTEM_EVENT_RESET ? StopReason::kReset
+                                                                            : StopReason::kPowerOff,
+                            "guest system event " + std::to_string(run.system_event.type));
+      return false;
+    case KVM_EXIT_FAIL_ENTRY: {
+      char what[96];
+      std::snprintf(what, sizeof what, "vcpu%u: KVM_EXIT_FAIL_ENTRY, hardware reason %#llx", id_,
+                    static_cast<unsigned long long>(run.fail_entry.hardware_entry_failure_reason));
+      control_.request_stop(StopReason::kGuestCrash, what);
+      return false;
+    }
+    case KVM_EXIT_INTERNAL_ERROR:
+      control_.request_stop(StopReason::kGuestCrash, "vcpu" + std::to_string(id_) +
+                                                         ": KVM internal error, suberror " +
+                                                         std::to_string(run.internal.suberror));
+      return false;
+    case KVM_EXIT_INTR:
+      return true;
+    default:
+      ++counts_.other;
+      control_.request_stop(StopReason::kError, "vcpu" + std::to_string(id_) + ": unhandled " +
+                                                    exit_reason_name(run.exit_reason));
+      return false;
+  }
+}
+
+}  // namespace hvz::vmm

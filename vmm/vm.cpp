@@ -1,0 +1,240 @@
+// Vm construction and the run loop (see vm.hpp).
+#include "vmm/vm.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "devices/acpi_pm.hpp"
+#include "devices/cmos_rtc.hpp"
+#include "devices/i8042.hpp"
+#include "devices/serial.hpp"
+#include "vmm/core/event_fd.hpp"
+#include "vmm/core/log.hpp"
+#include "vmm/terminal.hpp"
+#include "vmm/vcpu.hpp"
+#include "vmm/x86_64/acpi/tables.hpp"
+#include "vmm/x86_64/boot/boot_params.hpp"
+#include "vmm/x86_64/boot/initrd.hpp"
+#include "vmm/x86_64/boot/kernel_loader.hpp"
+#include "vmm/x86_64/cpuid.hpp"
+#include "vmm/x86_64/layout.hpp"
+#include "vmm/x86_64/regs.hpp"
+
+namespace hvz::vmm {
+namespace {
+
+// Where KVM keeps its TSS and identity-map pages: just below the BIOS area
+// at the top of the 32-bit space, inside the MMIO gap.
+constexpr std::uint64_t kKvmTssAddress = 0xfffbd000;
+constexpr std::uint64_t kKvmIdentityMapAddress = 0xfffbc000;
+constexpr std::uint32_t kKeyboardIrq = 1;
+// Images larger than this cannot fit any guest we build.
+constexpr std::uint64_t kMaxImageSize = 1ull << 32;
+
+struct Capability {
+  int id;
+  const char* name;
+};
+constexpr Capability kRequiredCaps[] = {
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+};
+
+Expected<std::vector<std::byte>> read_file(const std::string& path, const char* what) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return sys_error(std::string("cannot open ") + what + " " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) return sys_error(std::string("cannot stat ") + what + " " + path);
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(Errc::kInvalidArgument,
+                      std::string(what) + " " + path + " is not a regular file");
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxImageSize) {
+    return make_error(Errc::kInvalidArgument, std::string(what) + " " + path + " is too large");
+  }
+  std::vector<std::byte> data(static_cast<std::size_t>(st.st_size));
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::read(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error(std::string("cannot read ") + what + " " + path);
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  data.resize(done);
+  return data;
+}
+
+Expected<std::shared_ptr<EventFdIrqLine>> irq_line(const VmFd& vm, std::uint32_t gsi) {
+  auto fd = EventFd::create();
+  if (!fd) return tl::unexpected(fd.error());
+  if (auto r = vm.register_irqfd(fd->fd(), gsi); !r) return tl::unexpected(r.error());
+  return std::make_shared<EventFdIrqLine>(std::move(*fd));
+}
+
+}  // namespace
+
+std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib) {
+  const std::uint64_t size = mem_size_mib << 20;
+  std::vector<MemoryRange> ranges;
+  ranges.push_back({GuestAddress(0), std::min(size, x86_64::kMmioGapStart)});
+  if (size > x86_64::kMmioGapStart) {
+    ranges.push_back({GuestAddress(x86_64::kMmioGapEnd), size - x86_64::kMmioGapStart});
+  }
+  return ranges;
+}
+
+Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
+    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+
+Vm::~Vm() {
+  for (auto& v : vcpus_) v->stop();
+  input_.reset();
+}
+
+Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, ConsoleIo io) {
+  if (auto r = config::validate(config); !r) return tl::unexpected(r.error());
+  const auto& machine = config.machine_config;
+
+  auto kvm = Kvm::open();
+  if (!kvm) return tl::unexpected(kvm.error());
+  for (const auto& cap : kRequiredCaps) {
+    if (auto r = kvm->require_extension(cap.id, cap.name); !r) return tl::unexpected(r.error());
+  }
+  const int max_vcpus = kvm->check_extension(KVM_CAP_MAX_VCPUS);
+  if (max_vcpus > 0 && machine.vcpu_count > static_cast<std::uint32_t>(max_vcpus)) {
+    return make_error(Errc::kUnsupported,
+                      "this host's KVM allows at most " + std::to_string(max_vcpus) + " vCPUs");
+  }
+  auto vm_fd = kvm->create_vm();
+  if (!vm_fd) return tl::unexpected(vm_fd.error());
+  if (auto r = vm_fd->set_tss_address(kKvmTssAddress); !r) return tl::unexpected(r.error());
+  if (auto r = vm_fd->set_identity_map_address(kKvmIdentityMapAddress); !r) {
+    return tl::unexpected(r.error());
+  }
+  if (auto r = vm_fd->create_irqchip(); !r) return tl::unexpected(r.error());
+  if (auto r = vm_fd->create_pit2(); !r) return tl::unexpected(r.error());
+
+  auto memory = GuestMemory::create(ram_layout(machine.mem_size_mib),
+                                    machine.huge_pages == config::HugePages::k2M);
+  if (!memory) return tl::unexpected(memory.error());
+  std::uint32_t slot = 0;
+  for (const auto& region : memory->regions()) {
+    if (auto r =
+            vm_fd->set_user_memory_region(slot++, region.start.value(), region.mapping.bytes());
+        !r) {
+      return tl::unexpected(r.error());
+    }
+  }
+
+  std::unique_ptr<Vm> vm(new Vm(std::move(*kvm), std::move(*vm_fd), std::move(*memory)));
+  auto control = VmControl::create();
+  if (!control) return tl::unexpected(control.error());
+  vm->control_ = std::move(*control);
+  if (auto r = vm->setup_devices(io); !r) return tl::unexpected(r.error());
+  if (auto r = vm->load_and_configure(config); !r) return tl::unexpected(r.error());
+  return vm;
+}
+
+Expected<void> Vm::setup_devices(ConsoleIo io) {
+  io_ = io;
+  VmControl* control = control_.get();
+  auto com1_irq = irq_line(vm_, x86_64::kCom1Irq);
+  if (!com1_irq) return tl::unexpected(com1_irq.error());
+  serial_ = std::make_shared<devices::Serial>(*com1_irq, std::make_shared<FdOutput>(io.output_fd));
+  if (auto r = pio_->insert(serial_, x86_64::kCom1Port, 8); !r) return r;
+
+  auto kbd_irq = irq_line(vm_, kKeyboardIrq);
+  if (!kbd_irq) return tl::unexpected(kbd_irq.error());
+  i8042_ = std::make_shared<devices::I8042>(
+      [control] { control->request_stop(StopReason::kReset, "guest reset through the i8042"); },
+      *kbd_irq);
+  if (auto r = pio_->insert(i8042_, x86_64::kI8042Port, 5); !r) return r;
+
+  if (auto r = pio_->insert(std::make_shared<devices::CmosRtc>(), x86_64::kCmosPort, 2); !r) {
+    return r;
+  }
+  auto pm = std::make_shared<devices::AcpiPm>(
+      x86_64::kAcpiS5SleepType, x86_64::kAcpiResetValue,
+      [control] { control->request_stop(StopReason::kPowerOff, "guest powered off (ACPI S5)"); },
+      [control] {
+        control->request_stop(StopReason::kReset, "guest reset (ACPI reset register)");
+      });
+  return pio_->insert(pm, x86_64::kAcpiSleepControlPort, devices::AcpiPm::kSize);
+}
+
+Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
+  const auto& boot = *config.boot_source;
+  const std::uint32_t vcpu_count = config.machine_config.vcpu_count;
+
+  auto kernel_image = read_file(boot.kernel_image_path, "kernel image");
+  if (!kernel_image) return tl::unexpected(kernel_image.error());
+  auto kernel = x86_64::load_kernel(memory_, *kernel_image);
+  if (!kernel) {
+    return make_error(kernel.error().code(),
+                      "kernel image " + boot.kernel_image_path + ": " + kernel.error().message());
+  }
+  std::optional<MemoryRange> initrd;
+  if (boot.initrd_path) {
+    auto image = read_file(*boot.initrd_path, "initrd");
+    if (!image) return tl::unexpected(image.error());
+    const std::uint64_t max_addr = kernel->header ? kernel->header->initrd_addr_max : 0xffffffffu;
+    auto at = x86_64::load_initrd(memory_, *image, kernel->end, max_addr);
+    if (!at) {
+      return make_error(at.error().code(),
+                        "initrd " + *boot.initrd_path + ": " + at.error().message());
+    }
+    initrd = MemoryRange{*at, image->size()};
+  }
+  const std::string cmdline = boot.boot_args.value_or(config::kDefaultBootArgs);
+
+  if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, {}}); !r) return r;
+  const bool pvh = kernel->protocol == x86_64::BootProtocol::kPvh;
+  const auto mode = pvh ? x86_64::EntryMode::kPvh : x86_64::EntryMode::kLinux64;
+  if (auto r = pvh ? x86_64::configure_pvh_boot(memory_, cmdline, initrd)
+                   : x86_64::configure_linux_boot(memory_, *kernel, cmdline, initrd);
+      !r) {
+    return r;
+  }
+  if (auto r = x86_64::write_boot_tables(memory_, mode); !r) return r;
+
+  auto supported = kvm_.supported_cpuid();
+  if (!supported) return tl::unexpected(supported.error());
+  if (auto r = Vcpu::install_kick_signal(); !r) return r;
+  for (std::uint32_t id = 0; id < vcpu_count; ++id) {
+    auto fd = vm_.create_vcpu(id);
+    if (!fd) return tl::unexpected(fd.error());
+    if (auto r = fd->set_cpuid(x86_64::vcpu_cpuid(*supported, id, vcpu_count)); !r) return r;
+    if (auto r = x86_64::configure_vcpu(*fd, mode, kernel->entry.value()); !r) return r;
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(*fd), pio_, mmio_, *control_));
+  }
+  return {};
+}
+
+Expected<RunOutcome> Vm::run() {
+  if (io_.input_fd >= 0) {
+    auto pump = InputPump::start(io_.input_fd, serial_);
+    if (!pump) return tl::unexpected(pump.error());
+    input_ = std::move(*pump);
+  }
+  for (auto& v : vcpus_) v->start();
+  while (!control_->stopping()) {
+    pollfd p{control_->event_fd(), POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) return sys_error("poll");
+  }
+  for (auto& v : vcpus_) v->stop();
+  input_.reset();
+  return RunOutcome{control_->reason(), control_->detail()};
+}
+
+}  // namespace hvz::vmm

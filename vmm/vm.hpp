@@ -1,0 +1,71 @@
+// Vm: builds an x86_64 microVM from a VmConfig — KVM VM with in-kernel
+// irqchip and PIT, guest RAM around the MMIO gap, legacy devices on the PIO
+// bus, ACPI tables, the kernel and initrd loaded with their boot structures,
+// configured vCPUs — then runs it until the guest powers off, reboots or
+// crashes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vmm/config/vm_config.hpp"
+#include "vmm/core/bus.hpp"
+#include "vmm/core/guest_memory.hpp"
+#include "vmm/core/kvm.hpp"
+#include "vmm/vm_control.hpp"
+
+namespace hvz::devices {
+class Serial;
+class I8042;
+}  // namespace hvz::devices
+
+namespace hvz::vmm {
+
+class Vcpu;
+class InputPump;
+
+struct ConsoleIo {
+  int input_fd = 0;   // the serial console's input (stdin); -1 for none
+  int output_fd = 1;  // its output (stdout)
+};
+
+struct RunOutcome {
+  StopReason reason;
+  std::string detail;
+};
+
+class Vm {
+ public:
+  static Expected<std::unique_ptr<Vm>> create(const config::VmConfig& config, ConsoleIo io = {});
+  ~Vm();
+
+  // Starts the vCPUs and blocks until the VM stops.
+  Expected<RunOutcome> run();
+
+  const GuestMemory& memory() const { return memory_; }
+
+ private:
+  Vm(Kvm kvm, VmFd vm, GuestMemory memory);
+  Expected<void> setup_devices(ConsoleIo io);
+  Expected<void> load_and_configure(const config::VmConfig& config);
+
+  Kvm kvm_;
+  VmFd vm_;
+  GuestMemory memory_;
+  std::unique_ptr<VmControl> control_;
+  std::shared_ptr<Bus> pio_ = std::make_shared<Bus>();
+  std::shared_ptr<Bus> mmio_ = std::make_shared<Bus>();
+  std::shared_ptr<devices::Serial> serial_;
+  std::shared_ptr<devices::I8042> i8042_;
+  ConsoleIo io_;
+  std::unique_ptr<InputPump> input_;
+  // Last: vCPU threads stop before anything they touch is destroyed.
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+};
+
+// Guest RAM ranges for `mem_size_mib`: below the 3 GiB MMIO gap, the rest
+// from 4 GiB.
+std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib);
+
+}  // namespace hvz::vmm
