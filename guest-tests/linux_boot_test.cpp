@@ -73,6 +73,18 @@ TEST_F(LinuxBoot, BootsToInitAndPowersOffWithStatusZero) {
   EXPECT_EQ(r.exit_status, 0) << r.output;
 }
 
+TEST_F(LinuxBoot, BootsUncompressedElfThroughPvhEntry) {
+  auto r = run_process({hvz_, "--kernel", images_ + "/vmlinux", "--initrd",
+                        images_ + "/initramfs.cpio.gz", "--vcpus", "2", "--memory", "256",
+                        "--cmdline", "console=ttyS0 reboot=k panic=1 pci=off quiet"},
+                       kBootTimeout);
+  std::printf("boot (PVH vmlinux, 2 vCPUs): exit %d in %.1f s\n", r.exit_status, r.seconds);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("hvz-guest: init started"), std::string::npos) << r.output;
+  EXPECT_EQ(field(r.output, "cpus"), 2) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
 TEST_F(LinuxBoot, RebootThroughAcpiResetRegisterEndsWithStatusZero) {
   auto r = boot(1, 256, "reboot", "a");
   ASSERT_FALSE(r.timed_out) << r.output;

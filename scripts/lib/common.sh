@@ -136,16 +136,30 @@ build_initramfs() {
     rm -rf "$stage"
 }
 
-# extract_vmlinux BZIMAGE OUT: the uncompressed ELF kernel inside an
-# XZ-compressed bzImage (Debian's), written to OUT. An ELF with a PVH note
-# boots without decompressing itself, which is seconds under emulation.
+# extract_vmlinux BZIMAGE OUT: the uncompressed ELF kernel inside a bzImage
+# compressed with XZ (Debian's amd64 flavour) or LZ4 (its cloud flavour),
+# written to OUT. An ELF with a PVH note boots without decompressing itself,
+# which takes seconds under emulation.
 extract_vmlinux() {
-    local off
-    off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$1" | head -n 1 | cut -d: -f1)
-    [ -n "$off" ] || return 1
-    # tail may die of SIGPIPE once xz has read its one stream.
-    { tail -c +$((off + 1)) "$1" || true; } | xz -dc --single-stream >"$2.tmp" 2>/dev/null || return 1
+    local off shoff shnum
+    rm -f "$2.tmp"
+    if off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$1" | head -n 1 | cut -d: -f1) && [ -n "$off" ]; then
+        # tail may die of SIGPIPE once xz has read its one stream.
+        { tail -c +$((off + 1)) "$1" || true; } | xz -dc --single-stream >"$2.tmp" 2>/dev/null ||
+            return 1
+    elif off=$(LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$1" | head -n 1 | cut -d: -f1) &&
+        [ -n "$off" ]; then
+        # The legacy LZ4 frame has no end marker: lz4 complains about the
+        # bytes after it, so completeness is checked below instead.
+        tail -c +$((off + 1)) "$1" | lz4 -dc >"$2.tmp" 2>/dev/null || true
+    else
+        return 1
+    fi
     [ "$(head -c 4 "$2.tmp")" = $'\x7fELF' ] || return 1
+    # The section header table (e_shoff, e_shnum) must lie inside the file.
+    shoff=$(od -An -t u8 -j 40 -N 8 "$2.tmp" | tr -d ' ')
+    shnum=$(od -An -t u2 -j 60 -N 2 "$2.tmp" | tr -d ' ')
+    [ $((shoff + shnum * 64)) -le "$(stat -c %s "$2.tmp")" ] || return 1
     mv "$2.tmp" "$2"
 }
 
