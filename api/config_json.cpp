@@ -89,6 +89,41 @@ config::MachineConfig parse_machine_config(const json& j) {
   return m;
 }
 
+config::Drive parse_drive(const json& j, std::size_t index) {
+  const std::string where = "drives[" + std::to_string(index) + "]";
+  check_fields(j, where,
+               {"drive_id", "path_on_host", "is_root_device", "is_read_only", "partuuid",
+                "cache_type", "io_engine", "rate_limiter"});
+  for (const char* key : {"drive_id", "path_on_host", "is_root_device"}) {
+    if (!j.contains(key)) throw ParseError{where + ": missing " + key};
+  }
+  config::Drive d;
+  d.drive_id = get_string(j, where, "drive_id");
+  d.path_on_host = get_string(j, where, "path_on_host");
+  d.is_root_device = get_bool(j, where, "is_root_device");
+  if (j.contains("is_read_only")) d.is_read_only = get_bool(j, where, "is_read_only");
+  if (j.contains("partuuid") && !j.at("partuuid").is_null()) {
+    d.partuuid = get_string(j, where, "partuuid");
+  }
+  if (j.contains("cache_type")) {
+    // Flushes are always honoured, so both modes are safe.
+    const auto c = get_string(j, where, "cache_type");
+    if (c != "Unsafe" && c != "Writeback") {
+      throw ParseError{where + ".cache_type: expected \"Unsafe\" or \"Writeback\""};
+    }
+  }
+  if (j.contains("io_engine")) {
+    const auto e = get_string(j, where, "io_engine");
+    if (e != "Sync" && e != "Async") {
+      throw ParseError{where + ".io_engine: expected \"Sync\" or \"Async\""};
+    }
+  }
+  if (j.contains("rate_limiter") && !j.at("rate_limiter").is_null()) {
+    throw ParseError{where + ".rate_limiter: not supported yet"};
+  }
+  return d;
+}
+
 }  // namespace
 
 Expected<config::VmConfig> parse_vm_config(std::string_view text) {
@@ -100,12 +135,15 @@ Expected<config::VmConfig> parse_vm_config(std::string_view text) {
     c.boot_source = parse_boot_source(j.at("boot-source"));
     if (j.contains("machine-config"))
       c.machine_config = parse_machine_config(j.at("machine-config"));
-    for (const char* devices : {"drives", "network-interfaces"}) {
-      if (!j.contains(devices)) continue;
-      const auto& list = j.at(devices);
-      if (!list.is_array()) throw ParseError{std::string(devices) + ": expected an array"};
-      if (!list.empty())
-        throw ParseError{std::string(devices) + ": virtio devices are not supported yet"};
+    if (j.contains("drives")) {
+      const auto& list = j.at("drives");
+      if (!list.is_array()) throw ParseError{"drives: expected an array"};
+      for (std::size_t i = 0; i < list.size(); ++i) c.drives.push_back(parse_drive(list[i], i));
+    }
+    if (j.contains("network-interfaces")) {
+      const auto& list = j.at("network-interfaces");
+      if (!list.is_array()) throw ParseError{"network-interfaces: expected an array"};
+      if (!list.empty()) throw ParseError{"network-interfaces: virtio-net is not supported yet"};
     }
     return c;
   } catch (const ParseError& e) {
@@ -129,7 +167,16 @@ std::string vm_config_to_json(const config::VmConfig& c) {
       {"smt", c.machine_config.smt},
       {"huge_pages", c.machine_config.huge_pages == config::HugePages::k2M ? "2M" : "None"},
   };
-  j["drives"] = json::array();
+  json drives = json::array();
+  for (const auto& d : c.drives) {
+    json dj{{"drive_id", d.drive_id},
+            {"path_on_host", d.path_on_host},
+            {"is_root_device", d.is_root_device},
+            {"is_read_only", d.is_read_only}};
+    if (d.partuuid) dj["partuuid"] = *d.partuuid;
+    drives.push_back(dj);
+  }
+  j["drives"] = drives;
   j["network-interfaces"] = json::array();
   return j.dump(2);
 }

@@ -12,8 +12,12 @@
 #include "devices/cmos_rtc.hpp"
 #include "devices/i8042.hpp"
 #include "devices/serial.hpp"
+#include "virtio/block/block_device.hpp"
+#include "virtio/block/disk_image.hpp"
+#include "virtio/mmio_transport.hpp"
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/log.hpp"
+#include "vmm/epoll_loop.hpp"
 #include "vmm/terminal.hpp"
 #include "vmm/vcpu.hpp"
 #include "vmm/x86_64/acpi/tables.hpp"
@@ -100,6 +104,8 @@ Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
 Vm::~Vm() {
   for (auto& v : vcpus_) v->stop();
   input_.reset();
+  transports_.clear();
+  if (loop_) loop_->stop();
 }
 
 Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, ConsoleIo io) {
@@ -141,7 +147,11 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
   auto control = VmControl::create();
   if (!control) return tl::unexpected(control.error());
   vm->control_ = std::move(*control);
+  auto loop = EpollLoop::create();
+  if (!loop) return tl::unexpected(loop.error());
+  vm->loop_ = std::move(*loop);
   if (auto r = vm->setup_devices(io); !r) return tl::unexpected(r.error());
+  if (auto r = vm->setup_virtio(config); !r) return tl::unexpected(r.error());
   if (auto r = vm->load_and_configure(config); !r) return tl::unexpected(r.error());
   return vm;
 }
@@ -173,6 +183,47 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
   return pio_->insert(pm, x86_64::kAcpiSleepControlPort, devices::AcpiPm::kSize);
 }
 
+Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
+  // The root drive first, so the guest names it /dev/vda.
+  std::vector<const config::Drive*> drives;
+  for (const auto& d : config.drives) {
+    if (d.is_root_device)
+      drives.insert(drives.begin(), &d);
+    else
+      drives.push_back(&d);
+  }
+  for (const auto* d : drives) {
+    const std::size_t index = transports_.size();
+    const std::uint32_t gsi = x86_64::kVirtioGsiBase + static_cast<std::uint32_t>(index);
+    if (gsi >= x86_64::kIoapicPins) {
+      return make_error(Errc::kInvalidArgument, "too many virtio devices for the IOAPIC");
+    }
+    auto disk = virtio::block::DiskImage::open(d->path_on_host, d->is_read_only);
+    if (!disk) {
+      return make_error(
+          disk.error().code(),
+          "drive '" + d->drive_id + "' (" + d->path_on_host + "): " + disk.error().message(),
+          disk.error().sys_errno());
+    }
+    auto device = std::make_shared<virtio::block::BlockDevice>(std::move(*disk), d->drive_id);
+    auto irq = irq_line(vm_, gsi);
+    if (!irq) return tl::unexpected(irq.error());
+    auto transport = virtio::MmioTransport::create(device, memory_, *loop_, *irq);
+    if (!transport) return tl::unexpected(transport.error());
+    const std::uint64_t base = x86_64::kVirtioMmioStart + index * x86_64::kVirtioMmioSize;
+    const auto fds = (*transport)->queue_notify_fds();
+    for (std::size_t q = 0; q < fds.size(); ++q) {
+      if (auto r = vm_.register_ioeventfd(fds[q], base + virtio::kQueueNotifyOffset, 4, q); !r) {
+        return r;
+      }
+    }
+    if (auto r = mmio_->insert(*transport, base, x86_64::kVirtioMmioSize); !r) return r;
+    transports_.push_back(std::move(*transport));
+    virtio_info_.push_back({base, x86_64::kVirtioMmioSize, gsi});
+  }
+  return {};
+}
+
 Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
   const auto& boot = *config.boot_source;
   const std::uint32_t vcpu_count = config.machine_config.vcpu_count;
@@ -196,9 +247,9 @@ Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
     }
     initrd = MemoryRange{*at, image->size()};
   }
-  const std::string cmdline = boot.boot_args.value_or(config::kDefaultBootArgs);
+  const std::string cmdline = config::kernel_cmdline(config);
 
-  if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, {}}); !r) return r;
+  if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, virtio_info_}); !r) return r;
   const bool pvh = kernel->protocol == x86_64::BootProtocol::kPvh;
   const auto mode = pvh ? x86_64::EntryMode::kPvh : x86_64::EntryMode::kLinux64;
   if (auto r = pvh ? x86_64::configure_pvh_boot(memory_, cmdline, initrd)
@@ -227,6 +278,7 @@ Expected<RunOutcome> Vm::run() {
     if (!pump) return tl::unexpected(pump.error());
     input_ = std::move(*pump);
   }
+  loop_->start();
   for (auto& v : vcpus_) v->start();
   while (!control_->stopping()) {
     pollfd p{control_->event_fd(), POLLIN, 0};
@@ -234,6 +286,8 @@ Expected<RunOutcome> Vm::run() {
   }
   for (auto& v : vcpus_) v->stop();
   input_.reset();
+  transports_.clear();  // resets active devices: queues drained, workers joined
+  loop_->stop();
   return RunOutcome{control_->reason(), control_->detail()};
 }
 

@@ -14,16 +14,22 @@
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/kvm.hpp"
 #include "vmm/vm_control.hpp"
+#include "vmm/x86_64/acpi/tables.hpp"
 
 namespace hvz::devices {
 class Serial;
 class I8042;
 }  // namespace hvz::devices
 
+namespace hvz::virtio {
+class MmioTransport;
+}  // namespace hvz::virtio
+
 namespace hvz::vmm {
 
 class Vcpu;
 class InputPump;
+class EpollLoop;
 
 struct ConsoleIo {
   int input_fd = 0;   // the serial console's input (stdin); -1 for none
@@ -48,6 +54,8 @@ class Vm {
  private:
   Vm(Kvm kvm, VmFd vm, GuestMemory memory);
   Expected<void> setup_devices(ConsoleIo io);
+  // virtio-mmio devices for the drives, in order (the root drive first).
+  Expected<void> setup_virtio(const config::VmConfig& config);
   Expected<void> load_and_configure(const config::VmConfig& config);
 
   Kvm kvm_;
@@ -60,6 +68,10 @@ class Vm {
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
+  // Device work runs on the loop; transports (and their devices) go first.
+  std::unique_ptr<EpollLoop> loop_;
+  std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
+  std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
   // Last: vCPU threads stop before anything they touch is destroyed.
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

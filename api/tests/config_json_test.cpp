@@ -65,7 +65,32 @@ TEST(ConfigJson, RefusesMalformedInput) {
                    "machine-config": {"vcpu_count": 1, "mem_size_mib": 99999999999}})",
                "mem_size_mib");
   expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "a"}]})",
+               "drives[0]: missing path_on_host");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": {}})",
+               "drives: expected an array");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "a",
+                   "path_on_host": "/x", "is_root_device": "yes"}]})",
+               "is_root_device: expected true or false");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": [{"drive_id": "a",
+                   "path_on_host": "/x", "is_root_device": false, "bogus": 1}]})",
+               "unknown field 'bogus'");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "network-interfaces": [{"iface_id": "eth0"}]})",
                "not supported yet");
+}
+
+TEST(ConfigJson, ParsesDrives) {
+  auto c = parse_vm_config(R"({"boot-source": {"kernel_image_path": "/k"}, "drives": [
+    {"drive_id": "rootfs", "path_on_host": "/r.ext4", "is_root_device": true, "is_read_only": false},
+    {"drive_id": "data_1", "path_on_host": "/d.img", "is_root_device": false, "is_read_only": true,
+     "cache_type": "Writeback", "io_engine": "Sync"}]})");
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_EQ(c->drives.size(), 2u);
+  EXPECT_EQ(c->drives[0].drive_id, "rootfs");
+  EXPECT_TRUE(c->drives[0].is_root_device);
+  EXPECT_TRUE(c->drives[1].is_read_only);
+  EXPECT_EQ(config::kernel_cmdline(*c),
+            std::string(config::kDefaultBootArgs) + " root=/dev/vda rw");
 }
 
 TEST(ConfigJson, RoundTripsThroughJson) {
@@ -73,6 +98,7 @@ TEST(ConfigJson, RoundTripsThroughJson) {
   c.boot_source = config::BootSource{"/k", "/i", "quiet"};
   c.machine_config.vcpu_count = 4;
   c.machine_config.mem_size_mib = 512;
+  c.drives.push_back({"rootfs", "/r.ext4", true, true, "0eaa91a0-01"});
   auto back = parse_vm_config(vm_config_to_json(c));
   ASSERT_TRUE(back) << back.error().message();
   EXPECT_EQ(back->boot_source->kernel_image_path, "/k");
@@ -80,6 +106,9 @@ TEST(ConfigJson, RoundTripsThroughJson) {
   EXPECT_EQ(back->boot_source->boot_args, "quiet");
   EXPECT_EQ(back->machine_config.vcpu_count, 4u);
   EXPECT_EQ(back->machine_config.mem_size_mib, 512u);
+  ASSERT_EQ(back->drives.size(), 1u);
+  EXPECT_EQ(back->drives[0].partuuid, "0eaa91a0-01");
+  EXPECT_EQ(config::kernel_cmdline(*back), "quiet root=PARTUUID=0eaa91a0-01 ro");
 }
 
 }  // namespace

@@ -125,6 +125,7 @@ build_initramfs() {
     ln -s busybox "$stage/bin/sh"
     cp "$init" "$stage/init"
     chmod 755 "$stage/init"
+    touch "$stage/.hvz-initramfs"
     : >"$stage/modules/order"
     while IFS= read -r m; do
         cp "$moddir/$m" "$stage/modules/"

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vmm/core/error.hpp"
 
@@ -31,10 +32,29 @@ struct MachineConfig {
   HugePages huge_pages = HugePages::kNone;
 };
 
+// A virtio-blk drive (Firecracker's "drives" entry).
+struct Drive {
+  std::string drive_id;
+  std::string path_on_host;
+  bool is_root_device = false;
+  bool is_read_only = false;
+  std::optional<std::string> partuuid;  // root=PARTUUID=... instead of /dev/vda
+};
+
+inline constexpr std::size_t kMaxDrives = 16;
+
 struct VmConfig {
   std::optional<BootSource> boot_source;
   MachineConfig machine_config;
+  std::vector<Drive> drives;
 };
+
+// Firecracker's id rule: non-empty, at most 64 characters of [A-Za-z0-9_].
+bool valid_id(const std::string& id);
+
+// The kernel command line for `config`: boot_args (or the default) plus
+// root= for the root drive, as Firecracker adds it.
+std::string kernel_cmdline(const VmConfig& config);
 
 // Range checks of every field; the first problem as a one-line error.
 Expected<void> validate(const VmConfig& config);

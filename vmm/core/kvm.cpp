@@ -134,6 +134,17 @@ Expected<void> VmFd::register_irqfd(int eventfd, std::uint32_t gsi) const {
   return ioctl_in(fd_.get(), KVM_IRQFD, &irqfd, "KVM_IRQFD");
 }
 
+Expected<void> VmFd::register_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len,
+                                        std::uint64_t datamatch) const {
+  kvm_ioeventfd io{};
+  io.datamatch = datamatch;
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+  return ioctl_in(fd_.get(), KVM_IOEVENTFD, &io, "KVM_IOEVENTFD");
+}
+
 Expected<void> VmFd::set_user_memory_region(std::uint32_t slot, std::uint64_t guest_phys,
                                             std::span<std::byte> host, std::uint32_t flags) const {
   kvm_userspace_memory_region region{};

@@ -55,6 +55,10 @@ class VmFd {
   Expected<void> create_pit2() const;
   // KVM_IRQFD: writing to `eventfd` raises `gsi` (an edge).
   Expected<void> register_irqfd(int eventfd, std::uint32_t gsi) const;
+  // KVM_IOEVENTFD: a guest write of `datamatch` (`len` bytes) to MMIO
+  // address `addr` signals `eventfd` in the kernel, without an exit.
+  Expected<void> register_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len,
+                                    std::uint64_t datamatch) const;
 
  private:
   friend class Kvm;

@@ -132,5 +132,36 @@ TEST(VmConfig, ValidatesRanges) {
   EXPECT_FALSE(config::validate(c));
 }
 
+TEST(VmConfig, ValidatesDrives) {
+  config::VmConfig c;
+  c.boot_source = config::BootSource{"/k", {}, {}};
+  c.drives.push_back({"rootfs", "/r", true, false, {}});
+  EXPECT_TRUE(config::validate(c));
+  c.drives.push_back({"rootfs", "/d", false, false, {}});
+  EXPECT_FALSE(config::validate(c));  // duplicate id
+  c.drives.back().drive_id = "data";
+  EXPECT_TRUE(config::validate(c));
+  c.drives.back().is_root_device = true;
+  EXPECT_FALSE(config::validate(c));  // two roots
+  c.drives.back().is_root_device = false;
+  c.drives.back().drive_id = "bad-id";
+  EXPECT_FALSE(config::validate(c));
+  c.drives.back().drive_id = std::string(65, 'a');
+  EXPECT_FALSE(config::validate(c));
+  c.drives.back().drive_id = "data";
+  c.drives.back().path_on_host.clear();
+  EXPECT_FALSE(config::validate(c));
+}
+
+TEST(VmConfig, RootDriveGoesOnTheCommandLine) {
+  config::VmConfig c;
+  c.boot_source = config::BootSource{"/k", {}, "console=ttyS0"};
+  EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0");
+  c.drives.push_back({"data", "/d", false, false, {}});
+  EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0");
+  c.drives.push_back({"rootfs", "/r", true, true, {}});
+  EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0 root=/dev/vda ro");
+}
+
 }  // namespace
 }  // namespace hvz::x86_64

@@ -31,6 +31,10 @@ inline constexpr std::uint64_t kMmioGapStart = 3ull << 30;
 inline constexpr std::uint64_t kMmioGapEnd = 4ull << 30;
 inline constexpr std::uint64_t kVirtioMmioStart = 0xd0000000;  // virtio-mmio windows, 4 KiB each
 inline constexpr std::uint64_t kVirtioMmioSize = 0x1000;
+// Virtio devices get IOAPIC pins from here up (0-4 are legacy: timer,
+// keyboard, cascade, COM2, COM1); the in-kernel IOAPIC has 24.
+inline constexpr std::uint32_t kVirtioGsiBase = 5;
+inline constexpr std::uint32_t kIoapicPins = 24;
 inline constexpr std::uint64_t kIoapicAddress = 0xfec00000;
 inline constexpr std::uint64_t kLapicAddress = 0xfee00000;
 
