@@ -113,16 +113,19 @@ resolve_modules() {
 # build_initramfs OUT INIT MODDIR MODULE...: a gzip'd newc cpio holding
 # busybox (static), INIT as /init, and the modules (with their
 # dependencies) under /modules, listed in load order in /modules/order.
+# Static programs named in the array initramfs_extra_bins go to /bin.
 build_initramfs() {
     local out=$1 init=$2 moddir=$3
     shift 3
     local bb=/bin/busybox stage m list
+    [ -n "${initramfs_extra_bins+x}" ] || initramfs_extra_bins=()
     file_is_static "$bb" || die "a static $bb is needed (apt-get install busybox-static)"
     list=$(resolve_modules "$moddir" "$@") || exit 2
     stage=$(mktemp -d)
     mkdir -p "$stage"/{bin,dev,proc,sys,modules,mnt,run,tmp}
     cp "$bb" "$stage/bin/busybox"
     ln -s busybox "$stage/bin/sh"
+    for m in "${initramfs_extra_bins[@]}"; do cp "$m" "$stage/bin/"; done
     cp "$init" "$stage/init"
     chmod 755 "$stage/init"
     touch "$stage/.hvz-initramfs"
