@@ -1,0 +1,150 @@
+// ConsoleDevice: the virtio-console device (virtio 1.2 §5.3) with a single
+// port and no MULTIPORT — feature bits, the read-only config space (window
+// size), and the two queues' byte streams: transmitq (guest → host) is
+// written to an output fd, bytes read from an input fd fill receiveq
+// (host → guest).
+//
+// Threading: all queue work runs in EventLoop callbacks (TX notify fd, RX
+// notify fd, output fd writable, input fd readable), never on a vCPU. The
+// callbacks hold `this` and a shared Guard whose mutex serialises them
+// against ack_features(), activate() and reset() (vCPU threads); reset()
+// clears Guard::active under that mutex before it unregisters the fds, so a
+// callback racing with reset() or the destructor returns without touching
+// the device.
+//
+// Flow control: the input fd is polled only while the driver has RX buffers
+// (a driver that posts none does not make the loop spin) and until it reads
+// EOF. When the output fd would block, the chain being written is kept with
+// its offset and the fd is polled for writability; no further TX chain is
+// popped until it is written, so output keeps its order and is never
+// dropped. A blocking output fd (a terminal, a file, the VMM's connected
+// socket) is written with a plain blocking loop on the loop thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "virtio/virtio_device.hpp"
+#include "vmm/core/log.hpp"
+
+namespace hvz::virtio::console {
+
+// Device feature bits (§5.3.3).
+inline constexpr std::uint64_t kFeatureSize = 1ull << 0;
+inline constexpr std::uint64_t kFeatureMultiport = 1ull << 1;
+inline constexpr std::uint64_t kFeatureEmergWrite = 1ull << 2;
+
+inline constexpr std::uint16_t kQueueSize = 256;
+inline constexpr std::size_t kRxQueue = 0;  // receiveq: host → guest
+inline constexpr std::size_t kTxQueue = 1;  // transmitq: guest → host
+
+// struct virtio_console_config (§5.3.4): cols, rows, max_nr_ports,
+// emerg_wr. Only cols/rows carry meaning here (no MULTIPORT, no
+// EMERG_WRITE); the rest reads as zero.
+inline constexpr std::size_t kConfigCols = 0;
+inline constexpr std::size_t kConfigRows = 2;
+inline constexpr std::size_t kConfigSize = 12;
+
+// The window size reported through CONSOLE_F_SIZE. The device has no way to
+// learn a resize of the host terminal, so it reports a fixed size; 80x25 is
+// what the Linux hvc driver assumes for a console of unknown size.
+struct WindowSize {
+  std::uint16_t cols = 80;
+  std::uint16_t rows = 25;
+};
+
+struct ConsoleCounters {
+  std::uint64_t tx_bytes = 0;    // guest → host, written to the output fd
+  std::uint64_t rx_bytes = 0;    // host → guest, placed in RX buffers
+  std::uint64_t tx_dropped = 0;  // guest output lost to a failing output fd
+};
+
+class ConsoleDevice : public VirtioDevice {
+ public:
+  // `output_fd` receives the guest's output; `input_fd` (or -1 for none)
+  // feeds the guest. Both may be the same fd (a connected socket). Neither
+  // is owned: they must outlive the device.
+  ConsoleDevice(int output_fd, int input_fd, WindowSize size = {});
+  ~ConsoleDevice() override;
+  ConsoleDevice(const ConsoleDevice&) = delete;
+  ConsoleDevice& operator=(const ConsoleDevice&) = delete;
+
+  std::uint32_t device_type() const override { return kDeviceTypeConsole; }
+  std::uint64_t features() const override { return kFeatures; }
+  void ack_features(std::uint64_t features) override;
+  std::vector<std::uint16_t> queue_max_sizes() const override { return {kQueueSize, kQueueSize}; }
+  void read_config(std::uint64_t offset, std::span<std::uint8_t> data) const override;
+  // Nothing in the config space is driver-writable without EMERG_WRITE.
+  void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+  Expected<void> activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
+                          std::shared_ptr<Interrupt> interrupt, EventLoop& loop) override;
+  // Unregisters every fd from the loop and forgets the queues (a chain whose
+  // output was still pending is abandoned with them). Also run by the
+  // destructor, so the EventLoop must outlive an active device.
+  void reset() override;
+
+  ConsoleCounters counters() const;
+
+  static constexpr std::uint64_t kFeatures = kFeatureVersion1 | kFeatureEventIdx | kFeatureSize;
+
+ private:
+  struct Guard {
+    std::mutex mu;
+    bool active = false;
+  };
+
+  // Loop callbacks (Guard held, device active).
+  void on_tx_notify();
+  void on_rx_notify();
+  void on_data_fd(int fd, std::uint32_t events);
+
+  void process_tx();
+  // Writes the pending chain's remaining bytes; false while it would block.
+  bool flush_pending();
+  void receive_input();
+  // Registers, modifies or unregisters the output and input fds so the loop
+  // polls exactly what is wanted now.
+  void sync_interest();
+  void sync_fd(int fd);
+  std::uint32_t wanted_events(int fd) const;
+  bool signal_if_needed(Queue& queue);
+  void mark_broken(const char* what, const Error& err);
+  void stop_input(const char* why);
+
+  const int output_fd_;
+  const int input_fd_;
+  std::array<std::uint8_t, kConfigSize> config_{};
+
+  std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
+  // Set by activate(), cleared by reset(); used by callbacks in between
+  // with guard_->mu held.
+  std::uint64_t acked_ = 0;
+  const GuestMemory* mem_ = nullptr;
+  Queue* rx_ = nullptr;
+  Queue* tx_ = nullptr;
+  int rx_notify_fd_ = -1;
+  int tx_notify_fd_ = -1;
+  std::shared_ptr<Interrupt> interrupt_;
+  EventLoop* loop_ = nullptr;
+  bool event_idx_ = false;
+  bool broken_ = false;
+  bool input_open_ = false;                 // an input fd that has not reached EOF/error
+  bool rx_starved_ = false;                 // no RX buffer: wait for an RX notify
+  bool output_is_socket_ = true;            // until sendmsg says ENOTSOCK
+  std::optional<DescriptorChain> pending_;  // TX chain partly written
+  std::uint64_t pending_offset_ = 0;
+  std::map<int, std::uint32_t> registered_;  // data fds in the loop: events
+
+  std::atomic<std::uint64_t> tx_bytes_{0};
+  std::atomic<std::uint64_t> rx_bytes_{0};
+  std::atomic<std::uint64_t> tx_dropped_{0};
+  log::RateLimit io_log_;
+};
+
+}  // namespace hvz::virtio::console

@@ -1,0 +1,567 @@
+// virtio-net device: features, config space, TX and RX packet work on the
+// event loop thread (see net_device.hpp).
+#include "virtio/net/net_device.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+
+namespace hvz::virtio::net {
+namespace {
+
+// Chains (TX) or frames (RX) handled per callback before yielding to the
+// loop's other fds; a guest that keeps posting cannot starve them.
+constexpr unsigned kTxBudget = 256;
+constexpr unsigned kRxBudget = 256;
+
+// virtio_net_hdr gso_type values. The ECN bit (0x80) needs HOST_ECN, which
+// we do not offer, so a type with it set is refused like any other.
+constexpr std::uint8_t kGsoTcpV4 = 1;
+constexpr std::uint8_t kGsoTcpV6 = 4;
+
+void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+void drain(int fd) {
+  std::uint64_t n = 0;
+  // One read resets the eventfd; nothing pending still warrants a look.
+  [[maybe_unused]] auto got = ::read(fd, &n, sizeof n);
+}
+
+}  // namespace
+
+NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac)
+    : tap_(std::move(tap)), rx_buffer_(kMaxPacketSize + 1) {
+  features_ = kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc | kFeatureStatus |
+              kFeatureMrgRxbuf;
+  if (mac) {
+    features_ |= kFeatureMac;
+    std::memcpy(config_.data() + kConfigMac, mac->data(), mac->size());
+  }
+  if (tap_.supports_offloads()) {
+    features_ |= kFeatureCsum | kFeatureGuestCsum | kFeatureHostTso4 | kFeatureHostTso6 |
+                 kFeatureGuestTso4 | kFeatureGuestTso6;
+  }
+  // x86_64 is little-endian, as the config space is.
+  const std::uint16_t status = kStatusLinkUp;
+  std::memcpy(config_.data() + kConfigStatus, &status, sizeof status);
+}
+
+NetDevice::~NetDevice() {
+  reset();
+}
+
+void NetDevice::ack_features(std::uint64_t features) {
+  std::lock_guard lock(guard_->mu);
+  acked_ = features & features_;
+  if (!tap_.supports_offloads()) return;
+  unsigned offloads = 0;
+  // TSO without checksum offload means nothing to the kernel (nor to the
+  // spec: GUEST_TSO4/6 require GUEST_CSUM).
+  if (acked_ & kFeatureGuestCsum) {
+    offloads |= kTunOffloadCsum;
+    if (acked_ & kFeatureGuestTso4) offloads |= kTunOffloadTso4;
+    if (acked_ & kFeatureGuestTso6) offloads |= kTunOffloadTso6;
+  }
+  if (auto r = tap_.set_offloads(offloads); !r) {
+    LOG_WARN("virtio-net: setting TAP offloads 0x%x: %s", offloads, r.error().message().c_str());
+  }
+}
+
+void NetDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    // offset + i cannot wrap into range: compare without adding first.
+    data[i] = (offset < kConfigSize && i < kConfigSize - offset) ? config_[offset + i] : 0;
+  }
+}
+
+NetDevice::Metrics NetDevice::metrics() const {
+  auto get = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  Metrics m;
+  m.rx_frames = get(counters_.rx_frames);
+  m.rx_bytes = get(counters_.rx_bytes);
+  m.rx_drops = get(counters_.rx_drops);
+  m.rx_errors = get(counters_.rx_errors);
+  m.tx_frames = get(counters_.tx_frames);
+  m.tx_bytes = get(counters_.tx_bytes);
+  m.tx_drops = get(counters_.tx_drops);
+  m.tx_errors = get(counters_.tx_errors);
+  return m;
+}
+
+bool NetDevice::tap_polling() const {
+  std::lock_guard lock(guard_->mu);
+  return tap_polling_;
+}
+
+EventLoop::Callback NetDevice::make_callback(void (NetDevice::*handler)()) {
+  return [this, guard = guard_, handler](std::uint32_t) {
+    std::lock_guard lock(guard->mu);
+    if (!guard->active) return;  // reset() ran or is running: touch nothing
+    (this->*handler)();
+  };
+}
+
+Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
+                                   std::shared_ptr<Interrupt> interrupt, EventLoop& loop) {
+  if (queues.size() != 2 || queues[kRxQueue].queue == nullptr ||
+      queues[kTxQueue].queue == nullptr || !interrupt) {
+    return make_error(Errc::kInvalidArgument, "virtio-net activate: needs an RX and a TX queue");
+  }
+  Queue* rx = queues[kRxQueue].queue->ready() ? queues[kRxQueue].queue : nullptr;
+  Queue* tx = queues[kTxQueue].queue->ready() ? queues[kTxQueue].queue : nullptr;
+  const int rx_fd = queues[kRxQueue].notify_fd;
+  const int tx_fd = queues[kTxQueue].notify_fd;
+  {
+    std::lock_guard lock(guard_->mu);
+    if (guard_->active) return make_error(Errc::kBusy, "virtio-net activate: already active");
+    mem_ = &mem;
+    rx_queue_ = rx;
+    tx_queue_ = tx;
+    rx_notify_fd_ = rx_fd;
+    tx_notify_fd_ = tx_fd;
+    interrupt_ = std::move(interrupt);
+    loop_ = &loop;
+    if (rx) rx->set_features(acked_);
+    if (tx) tx->set_features(acked_);
+    broken_ = false;
+    pending_len_ = 0;
+    // Set before the add: the TAP callback may run (and pause) at once.
+    tap_polling_ = rx != nullptr;
+    guard_->active = true;
+  }
+  // Registered without the lock held: a callback may run as soon as its fd
+  // is added, and takes the lock itself.
+  bool tap_added = false;
+  bool rx_added = false;
+  bool tx_added = false;
+  Expected<void> r;
+  if (rx) {
+    r = loop.add(tap_.fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tap_readable));
+    tap_added = r.has_value();
+    if (r) {
+      r = loop.add(rx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_rx_notify));
+      rx_added = r.has_value();
+    }
+  }
+  if (r && tx) {
+    r = loop.add(tx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_tx_notify));
+    tx_added = r.has_value();
+  }
+  if (!r) {
+    teardown_registrations(loop, rx_added, tx_added, tap_added);
+    return r;
+  }
+  // The driver may have queued frames before notifying: look once.
+  if (tx) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto put = ::write(tx_fd, &one, sizeof one);
+  }
+  return {};
+}
+
+void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_added,
+                                       bool tap_added) {
+  int rx_fd = -1;
+  int tx_fd = -1;
+  {
+    std::lock_guard lock(guard_->mu);
+    rx_fd = rx_notify_fd_;
+    tx_fd = tx_notify_fd_;
+  }
+  // remove() waits out a running callback of that fd: never with the lock.
+  if (rx_added) {
+    if (auto r = loop.remove(rx_fd); !r) {
+      LOG_WARN("virtio-net: removing RX notify fd: %s", r.error().message().c_str());
+    }
+  }
+  if (tx_added) {
+    if (auto r = loop.remove(tx_fd); !r) {
+      LOG_WARN("virtio-net: removing TX notify fd: %s", r.error().message().c_str());
+    }
+  }
+  bool tap_registered = false;
+  {
+    std::lock_guard lock(guard_->mu);
+    guard_->active = false;
+    // Only the TAP callback itself can still pause polling now, and it does
+    // so under the lock: the flag tells whether the fd is still registered.
+    tap_registered = tap_added && tap_polling_;
+    tap_polling_ = false;
+    mem_ = nullptr;
+    rx_queue_ = nullptr;
+    tx_queue_ = nullptr;
+    rx_notify_fd_ = -1;
+    tx_notify_fd_ = -1;
+    interrupt_.reset();
+    loop_ = nullptr;
+    broken_ = false;
+    pending_len_ = 0;
+  }
+  if (tap_registered) {
+    if (auto r = loop.remove(tap_.fd()); !r) {
+      LOG_WARN("virtio-net: removing TAP fd: %s", r.error().message().c_str());
+    }
+  }
+}
+
+void NetDevice::reset() {
+  EventLoop* loop = nullptr;
+  bool rx_added = false;
+  bool tx_added = false;
+  {
+    std::lock_guard lock(guard_->mu);
+    if (guard_->active) {
+      loop = loop_;
+      rx_added = rx_queue_ != nullptr;
+      tx_added = tx_queue_ != nullptr;
+    }
+  }
+  if (loop != nullptr) teardown_registrations(*loop, rx_added, tx_added, rx_added);
+  std::lock_guard lock(guard_->mu);
+  acked_ = 0;
+  if (tap_.supports_offloads()) {
+    if (auto r = tap_.set_offloads(0); !r) {
+      LOG_WARN("virtio-net: clearing TAP offloads: %s", r.error().message().c_str());
+    }
+  }
+}
+
+void NetDevice::set_tap_polling(bool on) {
+  if (on == tap_polling_ || loop_ == nullptr) return;
+  if (on) {
+    auto r =
+        loop_->add(tap_.fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tap_readable));
+    if (!r) {
+      LOG_ERROR("virtio-net: resuming TAP polling: %s", r.error().message().c_str());
+      return;
+    }
+  } else if (auto r = loop_->remove(tap_.fd()); !r) {
+    LOG_ERROR("virtio-net: pausing TAP polling: %s", r.error().message().c_str());
+  }
+  tap_polling_ = on;
+}
+
+void NetDevice::mark_broken(const char* what, const Error& err) {
+  pending_len_ = 0;
+  if (broken_) return;
+  broken_ = true;
+  LOG_ERROR("virtio-net: %s: %s; the device is stopped until the driver resets it", what,
+            err.message().c_str());
+  interrupt_->set_needs_reset();
+}
+
+void NetDevice::signal_used(Queue& queue) {
+  auto needed = queue.needs_notification(*mem_);
+  if (!needed) {
+    mark_broken("reading the used event", needed.error());
+    return;
+  }
+  if (*needed) {
+    if (auto r = interrupt_->signal_used_queue(); !r) {
+      LOG_WARN("virtio-net: signalling the used queue: %s", r.error().message().c_str());
+    }
+  }
+}
+
+// ---- TX ----
+
+void NetDevice::on_tx_notify() {
+  drain(tx_notify_fd_);
+  if (broken_ || tx_queue_ == nullptr) return;
+  process_tx();
+  if (broken_) set_tap_polling(false);
+}
+
+void NetDevice::process_tx() {
+  Queue& q = *tx_queue_;
+  const bool event_idx = (acked_ & kFeatureEventIdx) != 0;
+  const std::uint16_t used_before = q.next_used();
+  for (unsigned done = 0;;) {
+    if (done == kTxBudget) {
+      // Come back through our own notify fd after the loop's other fds.
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto put = ::write(tx_notify_fd_, &one, sizeof one);
+      break;
+    }
+    auto popped = q.pop(*mem_);
+    if (!popped) {
+      mark_broken("malformed TX queue", popped.error());
+      break;
+    }
+    if (!*popped) {
+      if (!event_idx) break;
+      // Re-arm, then look again: a chain published in between would
+      // otherwise wait for a notification that never comes.
+      auto more = q.enable_notification(*mem_);
+      if (!more) {
+        mark_broken("writing the TX avail event", more.error());
+        break;
+      }
+      if (*more) continue;
+      break;
+    }
+    ++done;
+    transmit(**popped);
+    if (auto r = q.add_used(*mem_, (*popped)->head, 0); !r) {
+      mark_broken("adding to the TX used ring", r.error());
+      break;
+    }
+  }
+  if (q.next_used() != used_before) signal_used(q);
+}
+
+void NetDevice::transmit(const DescriptorChain& chain) {
+  auto drop = [&](const char* why) {
+    bump(counters_.tx_drops);
+    bump(counters_.tx_errors);
+    if (frame_log_.allow()) LOG_WARN("virtio-net: TX frame (head %u) dropped: %s", chain.head, why);
+  };
+  const std::uint64_t len = chain.readable_bytes();
+  if (len < kVnetHdrSize) return drop("shorter than the virtio-net header");
+  if (len > kMaxPacketSize) return drop("larger than 64 KiB");
+
+  Reader reader(*mem_, chain);
+  // The header is copied out, checked, and sent from our copy: the guest
+  // cannot change it between the check and the kernel reading it.
+  std::array<std::byte, kVnetHdrSize> hdr;
+  if (!reader.read(hdr)) return drop("header unreadable");
+  const auto flags = static_cast<std::uint8_t>(hdr[kHdrFlags]);
+  const auto gso = static_cast<std::uint8_t>(hdr[kHdrGsoType]);
+  if ((flags & kHdrFlagNeedsCsum) && !(acked_ & kFeatureCsum)) {
+    return drop("checksum offload requested but CSUM not negotiated");
+  }
+  if (gso != kGsoTypeNone) {
+    const bool ok = (gso == kGsoTcpV4 && (acked_ & kFeatureHostTso4)) ||
+                    (gso == kGsoTcpV6 && (acked_ & kFeatureHostTso6));
+    if (!ok) return drop("segmentation offload not negotiated");
+  }
+  // num_buffers means nothing on TX.
+  hdr[kHdrNumBuffers] = std::byte{0};
+  hdr[kHdrNumBuffers + 1] = std::byte{0};
+
+  auto body = reader.slices(len - kVnetHdrSize);
+  if (!body) return drop("frame unreadable");
+  std::vector<std::span<const std::byte>> bufs;
+  bufs.reserve(body->size() + 1);
+  bufs.emplace_back(hdr);
+  for (const auto& s : *body) bufs.emplace_back(s);
+  auto w = tap_.write_frame(bufs);
+  if (!w) {
+    bump(counters_.tx_drops);
+    bump(counters_.tx_errors);
+    if (frame_log_.allow()) {
+      LOG_WARN("virtio-net: TX frame dropped: %s", w.error().message().c_str());
+    }
+    return;
+  }
+  bump(counters_.tx_frames);
+  bump(counters_.tx_bytes, len - kVnetHdrSize);
+}
+
+// ---- RX ----
+
+void NetDevice::on_tap_readable() {
+  if (broken_ || rx_queue_ == nullptr) {
+    set_tap_polling(false);
+    return;
+  }
+  const Rx out = process_rx();
+  if (out == Rx::kNoBuffers || out == Rx::kBroken || out == Rx::kTapError) {
+    set_tap_polling(false);
+  }
+}
+
+void NetDevice::on_rx_notify() {
+  drain(rx_notify_fd_);
+  if (broken_ || rx_queue_ == nullptr) return;
+  const Rx out = process_rx();
+  // New buffers: resume polling, unless they are already all used up.
+  set_tap_polling(out != Rx::kNoBuffers && out != Rx::kBroken);
+}
+
+Expected<std::optional<DescriptorChain>> NetDevice::pop_rx() {
+  auto popped = rx_queue_->pop(*mem_);
+  if (!popped || *popped || !(acked_ & kFeatureEventIdx)) return popped;
+  // Ask for a notification when buffers come, then look once more (see
+  // process_tx).
+  auto more = rx_queue_->enable_notification(*mem_);
+  if (!more) return tl::unexpected(more.error());
+  if (!*more) return std::optional<DescriptorChain>();
+  return rx_queue_->pop(*mem_);
+}
+
+NetDevice::Rx NetDevice::process_rx() {
+  Queue& q = *rx_queue_;
+  const std::uint16_t used_before = q.next_used();
+  Rx out = Rx::kBudgetSpent;
+  for (unsigned frames = 0; frames < kRxBudget; ++frames) {
+    if (pending_len_ == 0) {
+      // Read only with a buffer to put the frame in: otherwise the frame
+      // stays in the TAP queue (where the kernel drops what overflows).
+      auto first = pop_rx();
+      if (!first) {
+        mark_broken("malformed RX queue", first.error());
+        out = Rx::kBroken;
+        break;
+      }
+      if (!*first) {
+        out = Rx::kNoBuffers;
+        break;
+      }
+      const std::uint64_t room = (*first)->writable_bytes();
+      if (room < kVnetHdrSize) {
+        mark_broken("RX buffer smaller than the virtio-net header",
+                    Error(Errc::kInvalidArgument, "RX chain " + std::to_string((*first)->head)));
+        out = Rx::kBroken;
+        break;
+      }
+      Rx step;
+      if (room > kMaxPacketSize) {
+        // A buffer that holds any frame: read straight into guest memory.
+        step = receive_direct(**first);
+      } else {
+        // Read into our buffer first: only the frame's length tells how many
+        // buffers (MRG_RXBUF) it needs, or whether this one suffices.
+        q.undo_pop();
+        step = read_into_buffer();
+      }
+      if (step == Rx::kDelivered || step == Rx::kDropped) continue;
+      if (step != Rx::kPending) {
+        out = step;
+        break;
+      }
+    }
+    const Rx step = deliver_buffered();
+    if (step == Rx::kNoBuffers || step == Rx::kBroken) {
+      out = step;
+      break;
+    }
+  }
+  if (q.next_used() != used_before) signal_used(q);
+  return out;
+}
+
+NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
+  Queue& q = *rx_queue_;
+  Writer writer(*mem_, chain);
+  auto slices = writer.slices(kMaxPacketSize + 1);
+  if (!slices) {
+    mark_broken("RX buffer outside guest memory", slices.error());
+    return Rx::kBroken;
+  }
+  auto n = tap_.read_frame(*slices);
+  if (!n || !*n) {
+    q.undo_pop();
+    if (n) return Rx::kTapEmpty;
+    bump(counters_.rx_errors);
+    if (frame_log_.allow()) LOG_WARN("virtio-net: TAP read: %s", n.error().message().c_str());
+    return Rx::kTapError;
+  }
+  const std::size_t len = **n;
+  if (len < kVnetHdrSize || len > kMaxPacketSize) {
+    // The buffer stays the driver's: nothing was published.
+    q.undo_pop();
+    bump(counters_.rx_drops);
+    bump(counters_.rx_errors);
+    if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
+    return Rx::kDropped;
+  }
+  Writer header(*mem_, chain);
+  const std::uint16_t one = 1;
+  if (auto skip = header.slices(kHdrNumBuffers); !skip || !header.write_obj(one)) {
+    mark_broken("writing num_buffers", Error(Errc::kOutOfRange, "RX header"));
+    return Rx::kBroken;
+  }
+  if (auto r = q.add_used(*mem_, chain.head, static_cast<std::uint32_t>(len)); !r) {
+    mark_broken("adding to the RX used ring", r.error());
+    return Rx::kBroken;
+  }
+  bump(counters_.rx_frames);
+  bump(counters_.rx_bytes, len - kVnetHdrSize);
+  return Rx::kDelivered;
+}
+
+NetDevice::Rx NetDevice::read_into_buffer() {
+  const std::array<std::span<std::byte>, 1> bufs{std::span(rx_buffer_)};
+  auto n = tap_.read_frame(bufs);
+  if (!n) {
+    bump(counters_.rx_errors);
+    if (frame_log_.allow()) LOG_WARN("virtio-net: TAP read: %s", n.error().message().c_str());
+    return Rx::kTapError;
+  }
+  if (!*n) return Rx::kTapEmpty;
+  const std::size_t len = **n;
+  if (len < kVnetHdrSize || len > kMaxPacketSize) {
+    bump(counters_.rx_drops);
+    bump(counters_.rx_errors);
+    if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
+    return Rx::kDropped;
+  }
+  pending_len_ = len;
+  return Rx::kPending;
+}
+
+NetDevice::Rx NetDevice::deliver_buffered() {
+  Queue& q = *rx_queue_;
+  const bool mergeable = (acked_ & kFeatureMrgRxbuf) != 0;
+  std::vector<DescriptorChain> chains;
+  std::uint64_t room = 0;
+  while (room < pending_len_) {
+    auto next = pop_rx();
+    if (!next) {
+      mark_broken("malformed RX queue", next.error());
+      return Rx::kBroken;
+    }
+    if (!*next) {
+      // Keep the frame until the driver posts more buffers.
+      for (std::size_t i = 0; i < chains.size(); ++i) q.undo_pop();
+      return Rx::kNoBuffers;
+    }
+    const std::uint64_t r = (*next)->writable_bytes();
+    if (r < kVnetHdrSize) {
+      mark_broken("RX buffer smaller than the virtio-net header",
+                  Error(Errc::kInvalidArgument, "RX chain " + std::to_string((*next)->head)));
+      return Rx::kBroken;
+    }
+    room += r;
+    chains.push_back(std::move(**next));
+    if (!mergeable) break;
+  }
+  if (room < pending_len_) {
+    // Without MRG_RXBUF one buffer must hold the whole frame. The buffer
+    // goes back to the ring for the next (perhaps smaller) frame.
+    q.undo_pop();
+    bump(counters_.rx_drops);
+    if (frame_log_.allow()) {
+      LOG_WARN("virtio-net: RX frame of %zu bytes dropped: the buffer holds %llu", pending_len_,
+               static_cast<unsigned long long>(room));
+    }
+    pending_len_ = 0;
+    return Rx::kDropped;
+  }
+  const auto num_buffers = static_cast<std::uint16_t>(chains.size());
+  std::memcpy(rx_buffer_.data() + kHdrNumBuffers, &num_buffers, sizeof num_buffers);
+  std::size_t offset = 0;
+  for (const DescriptorChain& chain : chains) {
+    Writer writer(*mem_, chain);
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>(writer.remaining(), pending_len_ - offset));
+    if (auto r = writer.write(std::span(rx_buffer_).subspan(offset, n)); !r) {
+      mark_broken("RX buffer outside guest memory", r.error());
+      return Rx::kBroken;
+    }
+    if (auto r = q.add_used(*mem_, chain.head, static_cast<std::uint32_t>(n)); !r) {
+      mark_broken("adding to the RX used ring", r.error());
+      return Rx::kBroken;
+    }
+    offset += n;
+  }
+  bump(counters_.rx_frames);
+  bump(counters_.rx_bytes, pending_len_ - kVnetHdrSize);
+  pending_len_ = 0;
+  return Rx::kDelivered;
+}
+
+}  // namespace hvz::virtio::net

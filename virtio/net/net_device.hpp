@@ -1,0 +1,171 @@
+// NetDevice: the virtio-net device (virtio 1.2 §5.1) backed by a Tap —
+// feature bits (offloads only when the TAP supports them), the read-only
+// config space (MAC, link status), and the RX/TX queues' packet work.
+//
+// Threading: all packet work runs in EventLoop callbacks (TX notify fd, RX
+// notify fd, TAP readable), never on a vCPU. The callbacks hold `this` and
+// a shared Guard whose mutex serialises them against ack_features(),
+// activate() and reset() (vCPU threads); reset() clears Guard::active under
+// that mutex, so a callback racing with reset() or the destructor returns
+// without touching the device. The TAP fd is polled only while RX buffers
+// are available: a driver that posts none does not make the loop spin.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "virtio/net/tap.hpp"
+#include "virtio/virtio_device.hpp"
+#include "vmm/core/log.hpp"
+
+namespace hvz::virtio::net {
+
+// Device feature bits (§5.1.3).
+inline constexpr std::uint64_t kFeatureCsum = 1ull << 0;
+inline constexpr std::uint64_t kFeatureGuestCsum = 1ull << 1;
+inline constexpr std::uint64_t kFeatureMac = 1ull << 5;
+inline constexpr std::uint64_t kFeatureGuestTso4 = 1ull << 7;
+inline constexpr std::uint64_t kFeatureGuestTso6 = 1ull << 8;
+inline constexpr std::uint64_t kFeatureHostTso4 = 1ull << 11;
+inline constexpr std::uint64_t kFeatureHostTso6 = 1ull << 12;
+inline constexpr std::uint64_t kFeatureMrgRxbuf = 1ull << 15;
+inline constexpr std::uint64_t kFeatureStatus = 1ull << 16;
+
+inline constexpr std::uint16_t kQueueSize = 256;
+inline constexpr std::size_t kRxQueue = 0;
+inline constexpr std::size_t kTxQueue = 1;
+
+// Largest frame (without the vnet header) either way: 64 KiB covers a GSO
+// super-frame of a maximal IP packet plus its Ethernet header.
+inline constexpr std::size_t kMaxFrameSize = 64 * 1024;
+inline constexpr std::size_t kMaxPacketSize = kVnetHdrSize + kMaxFrameSize;
+
+// struct virtio_net_config (§5.1.4): mac[6], then status.
+inline constexpr std::size_t kConfigMac = 0;
+inline constexpr std::size_t kConfigStatus = 6;
+inline constexpr std::size_t kConfigSize = 8;
+inline constexpr std::uint16_t kStatusLinkUp = 1;
+
+// Offsets inside struct virtio_net_hdr_v1.
+inline constexpr std::size_t kHdrFlags = 0;
+inline constexpr std::size_t kHdrGsoType = 1;
+inline constexpr std::size_t kHdrNumBuffers = 10;
+inline constexpr std::uint8_t kHdrFlagNeedsCsum = 1;
+inline constexpr std::uint8_t kGsoTypeNone = 0;
+
+using MacAddress = std::array<std::uint8_t, 6>;
+
+class NetDevice : public VirtioDevice {
+ public:
+  // Counters since construction. Frames and bytes count delivered frames,
+  // bytes without the vnet header. Drops count frames not delivered for
+  // whatever reason; errors count the reasons that are faults: a malformed
+  // or oversized guest frame, a frame from the TAP too big for the limit,
+  // a failed TAP read or write.
+  struct Metrics {
+    std::uint64_t rx_frames = 0;
+    std::uint64_t rx_bytes = 0;
+    std::uint64_t rx_drops = 0;
+    std::uint64_t rx_errors = 0;
+    std::uint64_t tx_frames = 0;
+    std::uint64_t tx_bytes = 0;
+    std::uint64_t tx_drops = 0;
+    std::uint64_t tx_errors = 0;
+  };
+
+  // Without `mac` the MAC feature is not offered and the guest picks one.
+  NetDevice(Tap tap, std::optional<MacAddress> mac);
+  ~NetDevice() override;
+  NetDevice(const NetDevice&) = delete;
+  NetDevice& operator=(const NetDevice&) = delete;
+
+  std::uint32_t device_type() const override { return kDeviceTypeNet; }
+  std::uint64_t features() const override { return features_; }
+  // Records the accepted features and sets the TAP offloads to what the
+  // guest can receive (GUEST_CSUM → CSUM, GUEST_TSO4/6 → TSO4/6).
+  void ack_features(std::uint64_t features) override;
+  std::vector<std::uint16_t> queue_max_sizes() const override { return {kQueueSize, kQueueSize}; }
+  void read_config(std::uint64_t offset, std::span<std::uint8_t> data) const override;
+  // MAC and status are read-only for a VERSION_1 driver: writes ignored.
+  void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+  Expected<void> activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
+                          std::shared_ptr<Interrupt> interrupt, EventLoop& loop) override;
+  // Unregisters every fd from the loop, forgets the queues, drops a frame
+  // held for want of RX buffers and clears the TAP offloads. Also run by the
+  // destructor, so the EventLoop must outlive an active device.
+  void reset() override;
+
+  Metrics metrics() const;
+  const Tap& tap() const { return tap_; }
+  // Whether the TAP fd is registered with the loop (false while the guest
+  // has no RX buffers, or when the device is not active).
+  bool tap_polling() const;
+
+ private:
+  struct Guard {
+    std::mutex mu;
+    bool active = false;
+  };
+  // What one RX step ended with.
+  enum class Rx {
+    kDelivered,
+    kDropped,
+    kPending,  // a frame waits in rx_buffer_
+    kTapEmpty,
+    kTapError,
+    kNoBuffers,
+    kBroken,
+    kBudgetSpent,
+  };
+
+  // Callbacks, run on the loop thread with guard_->mu held.
+  void on_tx_notify();
+  void on_rx_notify();
+  void on_tap_readable();
+
+  EventLoop::Callback make_callback(void (NetDevice::*handler)());
+  void process_tx();
+  void transmit(const DescriptorChain& chain);
+  Rx process_rx();
+  Expected<std::optional<DescriptorChain>> pop_rx();
+  Rx receive_direct(const DescriptorChain& chain);
+  Rx read_into_buffer();
+  Rx deliver_buffered();
+  void set_tap_polling(bool on);
+  void signal_used(Queue& queue);
+  void mark_broken(const char* what, const Error& err);
+  void teardown_registrations(EventLoop& loop, bool rx_added, bool tx_added, bool tap_added);
+
+  Tap tap_;
+  std::uint64_t features_;
+  std::array<std::uint8_t, kConfigSize> config_{};
+  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
+
+  // Guarded by guard_->mu.
+  std::uint64_t acked_ = 0;
+  const GuestMemory* mem_ = nullptr;
+  Queue* rx_queue_ = nullptr;
+  Queue* tx_queue_ = nullptr;
+  int rx_notify_fd_ = -1;
+  int tx_notify_fd_ = -1;
+  std::shared_ptr<Interrupt> interrupt_;
+  EventLoop* loop_ = nullptr;
+  bool tap_polling_ = false;
+  bool broken_ = false;
+  // A frame read from the TAP that waits for RX buffers (bounce path).
+  std::vector<std::byte> rx_buffer_;
+  std::size_t pending_len_ = 0;
+
+  struct Counters {
+    std::atomic<std::uint64_t> rx_frames{0}, rx_bytes{0}, rx_drops{0}, rx_errors{0};
+    std::atomic<std::uint64_t> tx_frames{0}, tx_bytes{0}, tx_drops{0}, tx_errors{0};
+  } counters_;
+  log::RateLimit frame_log_;
+};
+
+}  // namespace hvz::virtio::net

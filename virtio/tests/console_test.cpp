@@ -1,0 +1,571 @@
+// virtio-console: features and config, and the device moving bytes between
+// hand-built virtqueues and pipes/sockets through a small epoll EventLoop.
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "virtio/console/console_device.hpp"
+#include "virtio/queue.hpp"
+#include "vmm/core/event_fd.hpp"
+#include "vmm/core/event_loop.hpp"
+#include "vmm/core/guest_memory.hpp"
+#include "vmm/core/unique_fd.hpp"
+
+namespace hvz::virtio::console {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t kMemSize = 4ull << 20;
+constexpr std::uint16_t kRingSize = 64;
+constexpr std::uint64_t kBufferBase = 0x10000;
+
+GuestMemory make_memory() {
+  auto m = GuestMemory::create({{GuestAddress(0), kMemSize}});
+  EXPECT_TRUE(m) << m.error().message();
+  return std::move(*m);
+}
+
+// Lays out desc/avail/used rings at `base` in guest memory and posts chains
+// as a driver would.
+class TestRing {
+ public:
+  TestRing(const GuestMemory& mem, std::uint64_t base)
+      : mem_(mem), desc_(base), avail_(base + 0x1000), used_(base + 0x2000), queue_(kRingSize) {
+    queue_.set_desc_table(GuestAddress(desc_));
+    queue_.set_avail_ring(GuestAddress(avail_));
+    queue_.set_used_ring(GuestAddress(used_));
+    queue_.set_ready(true);
+    EXPECT_TRUE(queue_.validate(mem_));
+  }
+  Queue& queue() { return queue_; }
+
+  std::uint16_t post(const std::vector<Descriptor>& descs) {
+    const std::uint16_t head = next_desc_;
+    for (std::size_t i = 0; i < descs.size(); ++i) {
+      const std::uint16_t idx = static_cast<std::uint16_t>((head + i) % kRingSize);
+      const bool last = i + 1 == descs.size();
+      put_desc(idx, descs[i].addr.value(), descs[i].len,
+               static_cast<std::uint16_t>((descs[i].device_writable ? kDescFlagWrite : 0) |
+                                          (last ? 0 : kDescFlagNext)),
+               static_cast<std::uint16_t>((idx + 1) % kRingSize));
+    }
+    next_desc_ = static_cast<std::uint16_t>((head + descs.size()) % kRingSize);
+    publish(head);
+    return head;
+  }
+  void put_desc(std::uint16_t idx, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
+                std::uint16_t next) {
+    const std::uint64_t d = desc_ + 16u * idx;
+    EXPECT_TRUE(mem_.write_obj<std::uint64_t>(GuestAddress(d), addr));
+    EXPECT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(d + 8), len));
+    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d + 12), flags));
+    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d + 14), next));
+  }
+  void publish(std::uint16_t head) {
+    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(
+        GuestAddress(avail_ + 4 + 2u * (avail_idx_ % kRingSize)), head));
+    ++avail_idx_;
+    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(avail_ + 2), avail_idx_));
+  }
+  std::uint16_t used_idx() const { return *mem_.read_obj<std::uint16_t>(GuestAddress(used_ + 2)); }
+  // (id, len) of used element `i`.
+  std::pair<std::uint32_t, std::uint32_t> used(std::uint16_t i) const {
+    const std::uint64_t e = used_ + 4 + 8u * (i % kRingSize);
+    return {*mem_.read_obj<std::uint32_t>(GuestAddress(e)),
+            *mem_.read_obj<std::uint32_t>(GuestAddress(e + 4))};
+  }
+
+ private:
+  const GuestMemory& mem_;
+  std::uint64_t desc_;
+  std::uint64_t avail_;
+  std::uint64_t used_;
+  Queue queue_;
+  std::uint16_t next_desc_ = 0;
+  std::uint16_t avail_idx_ = 0;
+};
+
+class FakeInterrupt : public Interrupt {
+ public:
+  Expected<void> signal_used_queue() override {
+    ++used;
+    return {};
+  }
+  Expected<void> signal_config_change() override {
+    ++config;
+    return {};
+  }
+  void set_needs_reset() override { ++needs_reset; }
+  std::atomic<int> used{0};
+  std::atomic<int> config{0};
+  std::atomic<int> needs_reset{0};
+};
+
+// A tiny level-triggered epoll EventLoop run by the test thread; it reports
+// the real readiness (HUP/ERR as readable, like the VMM's loop) and counts
+// dispatches per fd so a spinning device shows.
+class EpollLoop : public EventLoop {
+ public:
+  EpollLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {}
+  Expected<void> add(int fd, std::uint32_t events, Callback cb) override {
+    std::lock_guard lock(mu_);
+    epoll_event ev{};
+    ev.events = to_epoll(events);
+    ev.data.fd = fd;
+    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll add");
+    callbacks_[fd] = std::make_shared<Callback>(std::move(cb));
+    return {};
+  }
+  Expected<void> modify(int fd, std::uint32_t events) override {
+    std::lock_guard lock(mu_);
+    epoll_event ev{};
+    ev.events = to_epoll(events);
+    ev.data.fd = fd;
+    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return sys_error("epoll mod");
+    return {};
+  }
+  Expected<void> remove(int fd) override {
+    std::lock_guard lock(mu_);
+    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return sys_error("epoll del");
+    callbacks_.erase(fd);
+    return {};
+  }
+  bool registered(int fd) {
+    std::lock_guard lock(mu_);
+    return callbacks_.count(fd) != 0;
+  }
+  std::size_t registered_count() {
+    std::lock_guard lock(mu_);
+    return callbacks_.size();
+  }
+  int dispatches(int fd) {
+    std::lock_guard lock(mu_);
+    return dispatches_[fd];
+  }
+  // Dispatches events until `done()` holds or `timeout` passes.
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      poll_once();
+    }
+    return true;
+  }
+  void run_for(std::chrono::milliseconds duration) {
+    const auto deadline = std::chrono::steady_clock::now() + duration;
+    while (std::chrono::steady_clock::now() < deadline) poll_once();
+  }
+
+ private:
+  void poll_once() {
+    epoll_event ev{};
+    if (::epoll_wait(epfd_.get(), &ev, 1, 5) != 1) return;
+    std::shared_ptr<Callback> cb;
+    {
+      std::lock_guard lock(mu_);
+      auto it = callbacks_.find(ev.data.fd);
+      if (it == callbacks_.end()) return;
+      cb = it->second;
+      ++dispatches_[ev.data.fd];
+    }
+    std::uint32_t ready = 0;
+    if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ready |= kReadable;
+    if (ev.events & EPOLLOUT) ready |= kWritable;
+    (*cb)(ready);
+  }
+  static std::uint32_t to_epoll(std::uint32_t events) {
+    return ((events & kReadable) ? EPOLLIN : 0u) | ((events & kWritable) ? EPOLLOUT : 0u);
+  }
+  UniqueFd epfd_;
+  std::mutex mu_;
+  std::map<int, std::shared_ptr<Callback>> callbacks_;
+  std::map<int, int> dispatches_;
+};
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Pipe make_pipe(int flags = O_CLOEXEC) {
+  int fds[2];
+  EXPECT_EQ(::pipe2(fds, flags), 0);
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+std::string bytes_of(const GuestMemory& mem, GuestAddress a, std::size_t len) {
+  std::string s(len, '\0');
+  EXPECT_TRUE(mem.read(a, std::as_writable_bytes(std::span(s.data(), s.size()))));
+  return s;
+}
+
+// Everything currently readable from a non-blocking fd.
+std::string drain(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+class ConsoleDeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    out_ = make_pipe(O_CLOEXEC | O_NONBLOCK);
+    in_ = make_pipe(O_CLOEXEC | O_NONBLOCK);
+    for (auto* n : {&rx_notify_, &tx_notify_}) {
+      auto e = EventFd::create();
+      ASSERT_TRUE(e);
+      n->emplace(std::move(*e));
+    }
+  }
+  // A guest buffer holding `data` (or `len` bytes of 0xee when writable).
+  Descriptor readable(const std::string& data) {
+    const GuestAddress a = alloc(data.size());
+    EXPECT_TRUE(mem_.write(a, std::as_bytes(std::span(data.data(), data.size()))));
+    return {a, static_cast<std::uint32_t>(data.size()), false};
+  }
+  Descriptor writable(std::uint32_t len) {
+    const GuestAddress a = alloc(len);
+    std::vector<std::byte> fill(len, std::byte{0xee});
+    EXPECT_TRUE(mem_.write(a, fill));
+    return {a, len, true};
+  }
+  GuestAddress alloc(std::size_t len) {
+    const GuestAddress a(next_);
+    next_ += (len + 15) / 16 * 16 + 16;
+    EXPECT_LE(next_, kMemSize);
+    return a;
+  }
+  void create(int out, int in) { device_.emplace(out, in); }
+  void activate(std::uint64_t acked = kFeatureVersion1) {
+    device_->ack_features(acked);
+    ASSERT_TRUE(device_->activate(
+        mem_,
+        {ActiveQueue{&rx_.queue(), rx_notify_->fd()}, ActiveQueue{&tx_.queue(), tx_notify_->fd()}},
+        irq_, loop_));
+  }
+  void notify_tx() { ASSERT_TRUE(tx_notify_->signal()); }
+  void notify_rx() { ASSERT_TRUE(rx_notify_->signal()); }
+
+  // Declared before the device so they outlive it.
+  Pipe out_;
+  Pipe in_;
+  GuestMemory mem_ = make_memory();
+  TestRing rx_{mem_, 0x1000};
+  TestRing tx_{mem_, 0x4000};
+  std::uint64_t next_ = kBufferBase;
+  EpollLoop loop_;
+  std::shared_ptr<FakeInterrupt> irq_ = std::make_shared<FakeInterrupt>();
+  std::optional<EventFd> rx_notify_;
+  std::optional<EventFd> tx_notify_;
+  std::optional<ConsoleDevice> device_;
+};
+
+TEST(ConsoleDevice, OffersFeaturesQueuesAndWindowSize) {
+  ConsoleDevice dev(1, -1);
+  EXPECT_EQ(dev.device_type(), 3u);
+  EXPECT_TRUE(dev.features() & kFeatureVersion1);
+  EXPECT_TRUE(dev.features() & kFeatureEventIdx);
+  EXPECT_TRUE(dev.features() & kFeatureSize);
+  EXPECT_FALSE(dev.features() & kFeatureMultiport);
+  EXPECT_FALSE(dev.features() & kFeatureEmergWrite);
+  EXPECT_EQ(dev.queue_max_sizes(), (std::vector<std::uint16_t>{256, 256}));
+
+  std::array<std::uint8_t, 4> raw{};
+  dev.read_config(kConfigCols, raw);
+  EXPECT_EQ(raw[0] | (raw[1] << 8), 80);
+  EXPECT_EQ(raw[2] | (raw[3] << 8), 25);
+  // Writes are ignored; max_nr_ports and reads past the end are zero.
+  const std::array<std::uint8_t, 4> junk{1, 2, 3, 4};
+  dev.write_config(0, junk);
+  dev.read_config(0, raw);
+  EXPECT_EQ(raw, (std::array<std::uint8_t, 4>{80, 0, 25, 0}));
+  std::array<std::uint8_t, 4> far{9, 9, 9, 9};
+  dev.read_config(4, far);
+  EXPECT_EQ(far, (std::array<std::uint8_t, 4>{}));
+  dev.read_config(kConfigSize - 1, far);
+  EXPECT_EQ(far, (std::array<std::uint8_t, 4>{}));
+  dev.read_config(~std::uint64_t{0} - 1, far);
+  EXPECT_EQ(far, (std::array<std::uint8_t, 4>{}));
+
+  ConsoleDevice wide(1, -1, WindowSize{132, 50});
+  wide.read_config(0, raw);
+  EXPECT_EQ(raw, (std::array<std::uint8_t, 4>{132, 0, 50, 0}));
+}
+
+class ConsoleEventIdxTest : public ConsoleDeviceTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::uint64_t acked() const { return kFeatureVersion1 | (GetParam() ? kFeatureEventIdx : 0); }
+};
+
+TEST_P(ConsoleEventIdxTest, TransmitsChainsInOrder) {
+  create(out_.write.get(), -1);
+  activate(acked());
+  tx_.post({readable("hel"), readable("lo, "), readable("")});
+  tx_.post({readable("host")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 2; }));
+  // A later batch, posted after the device went idle, follows.
+  tx_.post({readable("! "), readable("bye")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 3; }));
+
+  EXPECT_EQ(drain(out_.read.get()), "hello, host! bye");
+  EXPECT_EQ(tx_.used(0), (std::pair<std::uint32_t, std::uint32_t>{0, 0}));
+  EXPECT_EQ(tx_.used(1), (std::pair<std::uint32_t, std::uint32_t>{3, 0}));
+  EXPECT_EQ(tx_.used(2), (std::pair<std::uint32_t, std::uint32_t>{4, 0}));
+  EXPECT_GE(irq_->used.load(), 1);
+  EXPECT_EQ(irq_->needs_reset.load(), 0);
+  EXPECT_EQ(device_->counters().tx_bytes, 16u);
+  EXPECT_EQ(device_->counters().rx_bytes, 0u);
+}
+
+TEST_P(ConsoleEventIdxTest, ReceivesInputIntoRxBuffers) {
+  create(out_.write.get(), in_.read.get());
+  const Descriptor a = writable(8);
+  const Descriptor b = writable(100);
+  rx_.post({a, b});
+  activate(acked());
+  notify_rx();
+  const std::string msg = "hello, guest!";
+  ASSERT_EQ(::write(in_.write.get(), msg.data(), msg.size()), static_cast<ssize_t>(msg.size()));
+  ASSERT_TRUE(loop_.run_until([&] { return rx_.used_idx() == 1; }));
+  EXPECT_EQ(rx_.used(0), (std::pair<std::uint32_t, std::uint32_t>{0, 13}));
+  EXPECT_EQ(bytes_of(mem_, a.addr, 8), "hello, g");
+  EXPECT_EQ(bytes_of(mem_, b.addr, 6), "uest!\xee");
+  EXPECT_GE(irq_->used.load(), 1);
+  EXPECT_EQ(device_->counters().rx_bytes, 13u);
+
+  // More input than one small buffer: it is split over the next buffers.
+  rx_.post({writable(4)});
+  rx_.post({writable(4)});
+  notify_rx();
+  ASSERT_EQ(::write(in_.write.get(), "abcdef", 6), 6);
+  ASSERT_TRUE(loop_.run_until([&] { return rx_.used_idx() == 3; }));
+  EXPECT_EQ(rx_.used(1).second, 4u);
+  EXPECT_EQ(rx_.used(2).second, 2u);
+  EXPECT_EQ(device_->counters().rx_bytes, 19u);
+  EXPECT_EQ(irq_->needs_reset.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(EventIdx, ConsoleEventIdxTest, ::testing::Bool());
+
+TEST_F(ConsoleDeviceTest, InputWaitsForRxBuffersThenFlows) {
+  create(out_.write.get(), in_.read.get());
+  activate(kFeatureVersion1 | kFeatureEventIdx);
+  ASSERT_EQ(::write(in_.write.get(), "typed", 5), 5);
+  // With no RX buffer the device stops polling the input rather than spin.
+  loop_.run_for(100ms);
+  EXPECT_FALSE(loop_.registered(in_.read.get()));
+  EXPECT_LE(loop_.dispatches(in_.read.get()), 2);
+  EXPECT_EQ(rx_.used_idx(), 0);
+
+  const Descriptor buf = writable(64);
+  rx_.post({buf});
+  notify_rx();
+  ASSERT_TRUE(loop_.run_until([&] { return rx_.used_idx() == 1; }));
+  EXPECT_EQ(rx_.used(0).second, 5u);
+  EXPECT_EQ(bytes_of(mem_, buf.addr, 5), "typed");
+}
+
+TEST_F(ConsoleDeviceTest, EofOnInputStopsPollingWithoutSpinning) {
+  create(out_.write.get(), in_.read.get());
+  const Descriptor buf = writable(64);
+  rx_.post({buf});
+  activate();
+  ASSERT_EQ(::write(in_.write.get(), "last", 4), 4);
+  in_.write.reset();
+  ASSERT_TRUE(loop_.run_until([&] { return rx_.used_idx() == 1; }));
+  EXPECT_EQ(bytes_of(mem_, buf.addr, 4), "last");
+  rx_.post({writable(64)});
+  notify_rx();
+  loop_.run_for(100ms);
+  // EOF: the input is dropped from the loop, the new buffer stays unused.
+  EXPECT_FALSE(loop_.registered(in_.read.get()));
+  EXPECT_LE(loop_.dispatches(in_.read.get()), 3);
+  EXPECT_EQ(rx_.used_idx(), 1);
+  // A later RX notify does not bring the closed input back.
+  notify_rx();
+  loop_.run_for(20ms);
+  EXPECT_FALSE(loop_.registered(in_.read.get()));
+
+  // Output still works.
+  tx_.post({readable("still here")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 1; }));
+  EXPECT_EQ(drain(out_.read.get()), "still here");
+}
+
+TEST_F(ConsoleDeviceTest, MalformedTransmitChainNeedsResetOnce) {
+  create(out_.write.get(), -1);
+  activate();
+  // `next` outside the ring.
+  const Descriptor d = readable("never");
+  tx_.put_desc(0, d.addr.value(), d.len, kDescFlagNext, 200);
+  tx_.publish(0);
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return irq_->needs_reset.load() > 0; }));
+  tx_.post({readable("more")});
+  notify_tx();
+  loop_.run_for(50ms);
+  EXPECT_EQ(irq_->needs_reset.load(), 1);
+  EXPECT_EQ(tx_.used_idx(), 0);
+  EXPECT_EQ(drain(out_.read.get()), "");
+}
+
+TEST_F(ConsoleDeviceTest, RxBufferOutsideMemoryNeedsResetAndStopsInput) {
+  create(out_.write.get(), in_.read.get());
+  rx_.post({Descriptor{GuestAddress(kMemSize - 8), 64, true}});
+  activate();
+  ASSERT_EQ(::write(in_.write.get(), "x", 1), 1);
+  ASSERT_TRUE(loop_.run_until([&] { return irq_->needs_reset.load() > 0; }));
+  loop_.run_for(50ms);
+  EXPECT_EQ(irq_->needs_reset.load(), 1);
+  EXPECT_FALSE(loop_.registered(in_.read.get()));
+  EXPECT_EQ(rx_.used_idx(), 0);
+}
+
+TEST_F(ConsoleDeviceTest, LargeOutputThroughASmallPipeArrivesComplete) {
+  // A small pipe makes the device hit EAGAIN and wait for writability.
+  ASSERT_GT(::fcntl(out_.write.get(), F_SETPIPE_SZ, 4096), 0);
+  create(out_.write.get(), -1);
+  activate(kFeatureVersion1 | kFeatureEventIdx);
+
+  constexpr std::size_t kTotal = 1 << 20;
+  constexpr std::size_t kChains = 16;
+  std::string data(kTotal, '\0');
+  for (std::size_t i = 0; i < kTotal; ++i) {
+    data[i] = static_cast<char>((i * 131 + (i >> 11)) & 0xff);
+  }
+  std::string received;
+  std::thread reader([&] {
+    // Blocking reads until the device's end is closed.
+    const int fd = out_.read.get();
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    char buf[8192];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) received.append(buf, static_cast<std::size_t>(n));
+  });
+  const std::size_t per_chain = kTotal / kChains;
+  for (std::size_t c = 0; c < kChains; ++c) {
+    const std::string part = data.substr(c * per_chain, per_chain);
+    // Three uneven descriptors per chain.
+    tx_.post({readable(part.substr(0, 1000)), readable(part.substr(1000, 30000)),
+              readable(part.substr(31000))});
+  }
+  notify_tx();
+  const bool done = loop_.run_until([&] { return tx_.used_idx() == kChains; }, 30s);
+  const int out_fd = out_.write.get();
+  device_->reset();
+  out_.write.reset();
+  reader.join();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(received.size(), kTotal);
+  EXPECT_TRUE(received == data);
+  // The pipe filled up: the device waited for writability in between.
+  EXPECT_GT(loop_.dispatches(out_fd), 0);
+  EXPECT_EQ(device_->counters().tx_bytes, kTotal);
+  EXPECT_EQ(irq_->needs_reset.load(), 0);
+}
+
+TEST_F(ConsoleDeviceTest, OneBlockingSocketCarriesBothDirections) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd vmm_end(sv[0]);
+  UniqueFd peer(sv[1]);
+  create(vmm_end.get(), vmm_end.get());
+  const Descriptor buf = writable(32);
+  rx_.post({buf});
+  activate(kFeatureVersion1 | kFeatureEventIdx);
+
+  tx_.post({readable("to peer")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 1; }));
+  char got[16] = {};
+  ASSERT_EQ(::recv(peer.get(), got, sizeof got, MSG_DONTWAIT), 7);
+  EXPECT_EQ(std::string(got, 7), "to peer");
+
+  ASSERT_EQ(::send(peer.get(), "to guest", 8, 0), 8);
+  ASSERT_TRUE(loop_.run_until([&] { return rx_.used_idx() == 1; }));
+  EXPECT_EQ(rx_.used(0).second, 8u);
+  EXPECT_EQ(bytes_of(mem_, buf.addr, 8), "to guest");
+
+  // The peer hanging up ends the input; the loop does not spin on it.
+  peer.reset();
+  rx_.post({writable(32)});
+  notify_rx();
+  loop_.run_for(100ms);
+  EXPECT_FALSE(loop_.registered(vmm_end.get()));
+  EXPECT_LE(loop_.dispatches(vmm_end.get()), 4);
+  // Output to the closed peer is counted as lost, not a SIGPIPE or a hang.
+  tx_.post({readable("lost")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 2; }));
+  EXPECT_EQ(device_->counters().tx_dropped, 4u);
+  EXPECT_EQ(irq_->needs_reset.load(), 0);
+  device_.reset();  // before the socket closes
+}
+
+TEST_F(ConsoleDeviceTest, ResetUnregistersEverythingAndCanReactivate) {
+  create(out_.write.get(), in_.read.get());
+  activate();
+  loop_.run_for(10ms);
+  EXPECT_TRUE(loop_.registered(in_.read.get()));
+  EXPECT_EQ(loop_.registered_count(), 3u);  // two notify fds and the input
+  device_->reset();
+  EXPECT_EQ(loop_.registered_count(), 0u);
+  // A pending notify after reset does nothing (nothing is registered).
+  notify_tx();
+  loop_.run_for(10ms);
+
+  rx_.queue().reset();
+  tx_.queue().reset();
+  TestRing rx2(mem_, 0x1000);
+  TestRing tx2(mem_, 0x4000);
+  (void)tx_notify_->consume();
+  // The driver re-initialises its rings before activating again.
+  ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(0x4000 + 0x2000 + 2), 0));
+  device_->ack_features(kFeatureVersion1);
+  ASSERT_TRUE(device_->activate(
+      mem_,
+      {ActiveQueue{&rx2.queue(), rx_notify_->fd()}, ActiveQueue{&tx2.queue(), tx_notify_->fd()}},
+      irq_, loop_));
+  tx2.post({readable("again")});
+  notify_tx();
+  ASSERT_TRUE(loop_.run_until([&] { return tx2.used_idx() == 1; }));
+  EXPECT_EQ(drain(out_.read.get()), "again");
+}
+
+TEST_F(ConsoleDeviceTest, WithoutInputOnlyNotifyFdsArePolled) {
+  create(out_.write.get(), -1);
+  activate();
+  loop_.run_for(10ms);
+  EXPECT_EQ(loop_.registered_count(), 2u);
+  rx_.post({writable(16)});
+  notify_rx();
+  loop_.run_for(20ms);
+  EXPECT_EQ(rx_.used_idx(), 0);
+  EXPECT_EQ(loop_.registered_count(), 2u);
+}
+
+}  // namespace
+}  // namespace hvz::virtio::console
