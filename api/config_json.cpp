@@ -124,12 +124,57 @@ config::Drive parse_drive(const json& j, std::size_t index) {
   return d;
 }
 
+config::NetworkInterface parse_interface(const json& j, std::size_t index) {
+  const std::string where = "network-interfaces[" + std::to_string(index) + "]";
+  check_fields(j, where,
+               {"iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter"});
+  for (const char* key : {"iface_id", "host_dev_name"}) {
+    if (!j.contains(key)) throw ParseError{where + ": missing " + key};
+  }
+  config::NetworkInterface n;
+  n.iface_id = get_string(j, where, "iface_id");
+  n.host_dev_name = get_string(j, where, "host_dev_name");
+  if (j.contains("guest_mac") && !j.at("guest_mac").is_null()) {
+    const auto text = get_string(j, where, "guest_mac");
+    n.guest_mac = config::parse_mac(text);
+    if (!n.guest_mac)
+      throw ParseError{where + ".guest_mac: expected aa:bb:cc:dd:ee:ff, not " + text};
+  }
+  for (const char* key : {"rx_rate_limiter", "tx_rate_limiter"}) {
+    if (j.contains(key) && !j.at(key).is_null()) {
+      throw ParseError{where + "." + key + ": not supported yet"};
+    }
+  }
+  return n;
+}
+
+config::Console parse_console(const json& j) {
+  const std::string where = "console";
+  check_fields(j, where, {"mode", "path"});
+  config::Console c;
+  if (j.contains("mode")) {
+    const auto m = get_string(j, where, "mode");
+    if (m == "stdio") {
+      c.mode = config::Console::Mode::kStdio;
+    } else if (m == "file") {
+      c.mode = config::Console::Mode::kFile;
+    } else if (m == "socket") {
+      c.mode = config::Console::Mode::kSocket;
+    } else {
+      throw ParseError{where + ".mode: expected \"stdio\", \"file\" or \"socket\""};
+    }
+  }
+  if (j.contains("path")) c.path = get_string(j, where, "path");
+  return c;
+}
+
 }  // namespace
 
 Expected<config::VmConfig> parse_vm_config(std::string_view text) {
   try {
     const json j = json::parse(text);
-    check_fields(j, "config", {"boot-source", "machine-config", "drives", "network-interfaces"});
+    check_fields(j, "config",
+                 {"boot-source", "machine-config", "drives", "network-interfaces", "console"});
     config::VmConfig c;
     if (!j.contains("boot-source")) throw ParseError{"config: missing boot-source"};
     c.boot_source = parse_boot_source(j.at("boot-source"));
@@ -143,8 +188,11 @@ Expected<config::VmConfig> parse_vm_config(std::string_view text) {
     if (j.contains("network-interfaces")) {
       const auto& list = j.at("network-interfaces");
       if (!list.is_array()) throw ParseError{"network-interfaces: expected an array"};
-      if (!list.empty()) throw ParseError{"network-interfaces: virtio-net is not supported yet"};
+      for (std::size_t i = 0; i < list.size(); ++i) {
+        c.network_interfaces.push_back(parse_interface(list[i], i));
+      }
     }
+    if (j.contains("console")) c.console = parse_console(j.at("console"));
     return c;
   } catch (const ParseError& e) {
     return make_error(Errc::kInvalidArgument, e.message);
@@ -177,7 +225,19 @@ std::string vm_config_to_json(const config::VmConfig& c) {
     drives.push_back(dj);
   }
   j["drives"] = drives;
-  j["network-interfaces"] = json::array();
+  json nets = json::array();
+  for (const auto& n : c.network_interfaces) {
+    json nj{{"iface_id", n.iface_id}, {"host_dev_name", n.host_dev_name}};
+    if (n.guest_mac) nj["guest_mac"] = config::format_mac(*n.guest_mac);
+    nets.push_back(nj);
+  }
+  j["network-interfaces"] = nets;
+  if (c.console) {
+    const char* mode = c.console->mode == config::Console::Mode::kFile     ? "file"
+                       : c.console->mode == config::Console::Mode::kSocket ? "socket"
+                                                                           : "stdio";
+    j["console"] = {{"mode", mode}, {"path", c.console->path}};
+  }
   return j.dump(2);
 }
 

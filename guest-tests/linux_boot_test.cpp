@@ -3,10 +3,12 @@
 // prints and how hvz exits. Needs /dev/kvm: run through scripts/kvm-run.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 
 #include "guest-tests/support/process.hpp"
 
@@ -172,6 +174,25 @@ TEST_F(LinuxBoot, ConfigFileBootsTwoVcpusAndMoreMemory) {
   EXPECT_EQ(field(r.output, "cpus"), 2) << r.output;
   EXPECT_GT(field(r.output, "memtotal_kib"), 400 * 1024) << r.output;
   EXPECT_EQ(r.exit_status, 0) << r.output;
+}
+
+TEST_F(LinuxBoot, VirtioConsoleOutputReachesItsFile) {
+  const std::string log = ::testing::TempDir() + "/hvz-hvc0.log";
+  std::remove(log.c_str());
+  const std::string path = ::testing::TempDir() + "/hvz-console.json";
+  std::ofstream(path)
+      << R"({"boot-source": {"kernel_image_path": ")" << images_ << R"(/vmlinuz", "initrd_path": ")"
+      << images_
+      << R"(/initramfs.cpio.gz", "boot_args": "console=ttyS0 reboot=k panic=1 pci=off quiet hvz.action=hvc"},
+       "console": {"mode": "file", "path": ")"
+      << log << R"("}})";
+  auto r = run_process({hvz_, "--config-file", path}, kBootTimeout);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  EXPECT_NE(r.output.find("hvz-guest: wrote hvc0"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  std::ifstream f(log);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("hvz-guest: hello over hvc0"), std::string::npos) << text;
 }
 
 TEST_F(LinuxBoot, KernelPanicEndsHvz) {

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <cstring>
 #include <fstream>
@@ -14,7 +16,10 @@
 #include "devices/serial.hpp"
 #include "virtio/block/block_device.hpp"
 #include "virtio/block/disk_image.hpp"
+#include "virtio/console/console_device.hpp"
 #include "virtio/mmio_transport.hpp"
+#include "virtio/net/net_device.hpp"
+#include "virtio/net/tap.hpp"
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/epoll_loop.hpp"
@@ -183,21 +188,41 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
   return pio_->insert(pm, x86_64::kAcpiSleepControlPort, devices::AcpiPm::kSize);
 }
 
+Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device) {
+  const std::size_t index = transports_.size();
+  const std::uint32_t gsi = x86_64::kVirtioGsiBase + static_cast<std::uint32_t>(index);
+  if (gsi >= x86_64::kIoapicPins) {
+    return make_error(Errc::kInvalidArgument, "too many virtio devices for the IOAPIC's pins");
+  }
+  auto irq = irq_line(vm_, gsi);
+  if (!irq) return tl::unexpected(irq.error());
+  auto transport = virtio::MmioTransport::create(std::move(device), memory_, *loop_, *irq);
+  if (!transport) return tl::unexpected(transport.error());
+  const std::uint64_t base = x86_64::kVirtioMmioStart + index * x86_64::kVirtioMmioSize;
+  const auto fds = (*transport)->queue_notify_fds();
+  for (std::size_t q = 0; q < fds.size(); ++q) {
+    // The guest's queue notifications signal the device without an exit.
+    if (auto r = vm_.register_ioeventfd(fds[q], base + virtio::kQueueNotifyOffset, 4, q); !r) {
+      return r;
+    }
+  }
+  if (auto r = mmio_->insert(*transport, base, x86_64::kVirtioMmioSize); !r) return r;
+  transports_.push_back(std::move(*transport));
+  virtio_info_.push_back({base, x86_64::kVirtioMmioSize, gsi});
+  return {};
+}
+
 Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
   // The root drive first, so the guest names it /dev/vda.
   std::vector<const config::Drive*> drives;
   for (const auto& d : config.drives) {
-    if (d.is_root_device)
+    if (d.is_root_device) {
       drives.insert(drives.begin(), &d);
-    else
+    } else {
       drives.push_back(&d);
+    }
   }
   for (const auto* d : drives) {
-    const std::size_t index = transports_.size();
-    const std::uint32_t gsi = x86_64::kVirtioGsiBase + static_cast<std::uint32_t>(index);
-    if (gsi >= x86_64::kIoapicPins) {
-      return make_error(Errc::kInvalidArgument, "too many virtio devices for the IOAPIC");
-    }
     auto disk = virtio::block::DiskImage::open(d->path_on_host, d->is_read_only);
     if (!disk) {
       return make_error(
@@ -205,21 +230,63 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
           "drive '" + d->drive_id + "' (" + d->path_on_host + "): " + disk.error().message(),
           disk.error().sys_errno());
     }
-    auto device = std::make_shared<virtio::block::BlockDevice>(std::move(*disk), d->drive_id);
-    auto irq = irq_line(vm_, gsi);
-    if (!irq) return tl::unexpected(irq.error());
-    auto transport = virtio::MmioTransport::create(device, memory_, *loop_, *irq);
-    if (!transport) return tl::unexpected(transport.error());
-    const std::uint64_t base = x86_64::kVirtioMmioStart + index * x86_64::kVirtioMmioSize;
-    const auto fds = (*transport)->queue_notify_fds();
-    for (std::size_t q = 0; q < fds.size(); ++q) {
-      if (auto r = vm_.register_ioeventfd(fds[q], base + virtio::kQueueNotifyOffset, 4, q); !r) {
-        return r;
+    auto r = add_virtio_device(
+        std::make_shared<virtio::block::BlockDevice>(std::move(*disk), d->drive_id));
+    if (!r) return r;
+  }
+  for (const auto& n : config.network_interfaces) {
+    auto tap = virtio::net::Tap::open(n.host_dev_name);
+    if (!tap) {
+      return make_error(tap.error().code(),
+                        "network interface '" + n.iface_id + "' (TAP " + n.host_dev_name +
+                            "): " + tap.error().message(),
+                        tap.error().sys_errno());
+    }
+    auto r =
+        add_virtio_device(std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac));
+    if (!r) return r;
+  }
+  if (config.console) {
+    int out = io_.output_fd;
+    int in = -1;
+    switch (config.console->mode) {
+      case config::Console::Mode::kStdio:
+        // stdin feeds hvc0; the serial console keeps its output only.
+        in = io_.input_fd;
+        io_.input_fd = -1;
+        break;
+      case config::Console::Mode::kFile: {
+        UniqueFd fd(
+            ::open(config.console->path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+        if (!fd) return sys_error("console: cannot open " + config.console->path);
+        out = fd.get();
+        console_fds_.push_back(std::move(fd));
+        break;
+      }
+      case config::Console::Mode::kSocket: {
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd) return sys_error("console: socket");
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        if (config.console->path.size() >= sizeof addr.sun_path) {
+          return make_error(Errc::kInvalidArgument, "console: socket path too long");
+        }
+        std::memcpy(addr.sun_path, config.console->path.c_str(), config.console->path.size());
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+          return sys_error("console: cannot connect to " + config.console->path);
+        }
+        // Non-blocking once connected: a peer that stops reading must not
+        // stall the event loop (the device waits for writability instead).
+        if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0) {
+          return sys_error("console: fcntl");
+        }
+        out = in = fd.get();
+        console_fds_.push_back(std::move(fd));
+        break;
       }
     }
-    if (auto r = mmio_->insert(*transport, base, x86_64::kVirtioMmioSize); !r) return r;
-    transports_.push_back(std::move(*transport));
-    virtio_info_.push_back({base, x86_64::kVirtioMmioSize, gsi});
+    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(out, in));
+    if (!r) return r;
   }
   return {};
 }

@@ -23,6 +23,7 @@ class I8042;
 
 namespace hvz::virtio {
 class MmioTransport;
+class VirtioDevice;
 }  // namespace hvz::virtio
 
 namespace hvz::vmm {
@@ -54,8 +55,10 @@ class Vm {
  private:
   Vm(Kvm kvm, VmFd vm, GuestMemory memory);
   Expected<void> setup_devices(ConsoleIo io);
-  // virtio-mmio devices for the drives, in order (the root drive first).
+  // virtio-mmio devices: drives (the root drive first), network
+  // interfaces, the console; each gets a 4 KiB window and a GSI in order.
   Expected<void> setup_virtio(const config::VmConfig& config);
+  Expected<void> add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device);
   Expected<void> load_and_configure(const config::VmConfig& config);
 
   Kvm kvm_;
@@ -68,7 +71,9 @@ class Vm {
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
-  // Device work runs on the loop; transports (and their devices) go first.
+  // Device work runs on the loop; transports (and their devices) are
+  // destroyed before it and before the console's file or socket.
+  std::vector<UniqueFd> console_fds_;
   std::unique_ptr<EpollLoop> loop_;
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;

@@ -76,7 +76,17 @@ TEST(ConfigJson, RefusesMalformedInput) {
                "unknown field 'bogus'");
   expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
                    "network-interfaces": [{"iface_id": "eth0"}]})",
+               "missing host_dev_name");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                           "guest_mac": "06:00:zz:00:00:01"}]})",
+               "guest_mac");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"},
+                   "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                           "rx_rate_limiter": {}}]})",
                "not supported yet");
+  expect_error(R"({"boot-source": {"kernel_image_path": "/k"}, "console": {"mode": "tty"}})",
+               "console.mode");
 }
 
 TEST(ConfigJson, ParsesDrives) {
@@ -91,6 +101,25 @@ TEST(ConfigJson, ParsesDrives) {
   EXPECT_TRUE(c->drives[1].is_read_only);
   EXPECT_EQ(config::kernel_cmdline(*c),
             std::string(config::kDefaultBootArgs) + " root=/dev/vda rw");
+}
+
+TEST(ConfigJson, ParsesNetworkInterfacesAndConsole) {
+  auto c = parse_vm_config(R"({"boot-source": {"kernel_image_path": "/k"},
+    "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                            "guest_mac": "06:00:AC:10:00:02"}],
+    "console": {"mode": "file", "path": "/tmp/hvc0.log"}})");
+  ASSERT_TRUE(c) << c.error().message();
+  ASSERT_EQ(c->network_interfaces.size(), 1u);
+  EXPECT_EQ(c->network_interfaces[0].host_dev_name, "tap0");
+  ASSERT_TRUE(c->network_interfaces[0].guest_mac);
+  EXPECT_EQ(config::format_mac(*c->network_interfaces[0].guest_mac), "06:00:ac:10:00:02");
+  ASSERT_TRUE(c->console);
+  EXPECT_EQ(c->console->mode, config::Console::Mode::kFile);
+  EXPECT_EQ(c->console->path, "/tmp/hvc0.log");
+  auto back = parse_vm_config(vm_config_to_json(*c));
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->network_interfaces[0].guest_mac, c->network_interfaces[0].guest_mac);
+  EXPECT_EQ(back->console->path, "/tmp/hvc0.log");
 }
 
 TEST(ConfigJson, RoundTripsThroughJson) {

@@ -1,6 +1,8 @@
 // VmConfig validation (see vm_config.hpp).
 #include "vmm/config/vm_config.hpp"
 
+#include <cstdio>
+
 namespace hvz::config {
 
 Expected<void> validate(const VmConfig& config) {
@@ -45,6 +47,30 @@ Expected<void> validate(const VmConfig& config) {
     if (d.is_root_device) ++roots;
   }
   if (roots > 1) return make_error(Errc::kInvalidArgument, "more than one root drive");
+  for (std::size_t i = 0; i < config.network_interfaces.size(); ++i) {
+    const auto& n = config.network_interfaces[i];
+    if (!valid_id(n.iface_id)) {
+      return make_error(Errc::kInvalidArgument,
+                        "invalid iface_id '" + n.iface_id + "': use 1-64 of A-Z, a-z, 0-9, _");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config.network_interfaces[j].iface_id == n.iface_id) {
+        return make_error(Errc::kInvalidArgument, "duplicate iface_id '" + n.iface_id + "'");
+      }
+      if (config.network_interfaces[j].host_dev_name == n.host_dev_name) {
+        return make_error(Errc::kInvalidArgument,
+                          "host_dev_name '" + n.host_dev_name + "' used twice");
+      }
+    }
+    if (n.host_dev_name.empty() || n.host_dev_name.size() >= 16) {
+      return make_error(Errc::kInvalidArgument,
+                        "interface '" + n.iface_id + "': host_dev_name must be 1-15 characters");
+    }
+  }
+  if (config.console && config.console->mode != Console::Mode::kStdio &&
+      config.console->path.empty()) {
+    return make_error(Errc::kInvalidArgument, "console: a path is needed for file or socket");
+  }
   if (!config.boot_source || config.boot_source->kernel_image_path.empty()) {
     return make_error(Errc::kInvalidArgument,
                       "no kernel image given (boot-source.kernel_image_path)");
@@ -76,6 +102,35 @@ std::string kernel_cmdline(const VmConfig& config) {
     cmdline += d.is_read_only ? " ro" : " rw";
   }
   return cmdline;
+}
+
+}  // namespace hvz::config
+
+namespace hvz::config {
+
+std::optional<std::array<std::uint8_t, 6>> parse_mac(const std::string& text) {
+  if (text.size() != 17) return std::nullopt;
+  std::array<std::uint8_t, 6> mac{};
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < 6; ++i) {
+    const int hi = hex(text[i * 3]);
+    const int lo = hex(text[i * 3 + 1]);
+    if (hi < 0 || lo < 0 || (i < 5 && text[i * 3 + 2] != ':')) return std::nullopt;
+    mac[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+  }
+  return mac;
+}
+
+std::string format_mac(const std::array<std::uint8_t, 6>& mac) {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+                mac[4], mac[5]);
+  return buf;
 }
 
 }  // namespace hvz::config

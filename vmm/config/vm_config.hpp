@@ -3,6 +3,7 @@
 // that need no I/O live in validate().
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -43,10 +44,34 @@ struct Drive {
 
 inline constexpr std::size_t kMaxDrives = 16;
 
+// A virtio-net interface backed by a TAP device opened by name
+// (Firecracker's "network-interfaces" entry).
+struct NetworkInterface {
+  std::string iface_id;
+  std::string host_dev_name;
+  std::optional<std::array<std::uint8_t, 6>> guest_mac;
+};
+
+// hvz's own "console" section: a virtio-console port (hvc0) beside the
+// serial console. kStdio: stdout/stdin (the serial console then gets no
+// input); kFile: output appended to `path`, no input; kSocket: hvz
+// connects to the Unix socket at `path` for both directions.
+struct Console {
+  enum class Mode { kStdio, kFile, kSocket };
+  Mode mode = Mode::kStdio;
+  std::string path;
+};
+
+// "aa:bb:cc:dd:ee:ff" -> bytes; nullopt when malformed.
+std::optional<std::array<std::uint8_t, 6>> parse_mac(const std::string& text);
+std::string format_mac(const std::array<std::uint8_t, 6>& mac);
+
 struct VmConfig {
   std::optional<BootSource> boot_source;
   MachineConfig machine_config;
   std::vector<Drive> drives;
+  std::vector<NetworkInterface> network_interfaces;
+  std::optional<Console> console;
 };
 
 // Firecracker's id rule: non-empty, at most 64 characters of [A-Za-z0-9_].
