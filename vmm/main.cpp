@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   std::string kernel, initrd, cmdline, config_file, log_level = "warn";
   std::uint32_t vcpus = 1, memory = 128;
   bool huge_pages = false;
+  bool virtio_mmio_cmdline = false;
   auto* kernel_opt =
       app.add_option("--kernel", kernel, "Guest kernel image (bzImage or ELF vmlinux)");
   auto* initrd_opt = app.add_option("--initrd", initrd, "Initramfs image");
@@ -49,9 +50,13 @@ int main(int argc, char** argv) {
   auto* memory_opt = app.add_option("--memory", memory, "Guest memory in MiB (default 128)");
   auto* huge_opt =
       app.add_flag("--huge-pages", huge_pages, "Back guest memory with 2 MiB huge pages");
+  app.add_flag("--virtio-mmio-cmdline", virtio_mmio_cmdline,
+               "Also list virtio-mmio devices as virtio_mmio.device= on the kernel command\n"
+               "line (kernels with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; the DSDT always has them)");
   auto* config_opt = app.add_option(
       "--config-file", config_file,
-      "VM configuration in Firecracker's config-file JSON (boot-source, machine-config)");
+      "VM configuration in Firecracker's config-file JSON (boot-source, machine-config,\n"
+      "drives, network-interfaces) plus hvz's own console section");
   for (auto* o : {kernel_opt, initrd_opt, cmdline_opt, vcpus_opt, memory_opt, huge_opt}) {
     o->excludes(config_opt);
   }
@@ -94,6 +99,7 @@ int main(int argc, char** argv) {
         huge_pages ? hvz::config::HugePages::k2M : hvz::config::HugePages::kNone;
   }
 
+  if (virtio_mmio_cmdline) config.machine_config.virtio_mmio_cmdline = true;
   auto vm = hvz::vmm::Vm::create(config);
   if (!vm) return fail(vm.error().message());
   hvz::vmm::RawTerminal raw(0);

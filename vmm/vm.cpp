@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -314,7 +315,15 @@ Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
     }
     initrd = MemoryRange{*at, image->size()};
   }
-  const std::string cmdline = config::kernel_cmdline(config);
+  std::string cmdline = config::kernel_cmdline(config);
+  if (config.machine_config.virtio_mmio_cmdline) {
+    for (const auto& dev : virtio_info_) {
+      char arg[64];
+      std::snprintf(arg, sizeof arg, " virtio_mmio.device=4K@%#llx:%u",
+                    static_cast<unsigned long long>(dev.base), dev.gsi);
+      cmdline += arg;
+    }
+  }
 
   if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, virtio_info_}); !r) return r;
   const bool pvh = kernel->protocol == x86_64::BootProtocol::kPvh;

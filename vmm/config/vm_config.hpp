@@ -27,6 +27,11 @@ struct BootSource {
 enum class HugePages { kNone, k2M };
 
 struct MachineConfig {
+  // Also name each virtio-mmio device on the kernel command line
+  // (virtio_mmio.device=4K@0xADDR:GSI), for kernels built with
+  // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; hvz's own extension, off by default
+  // because the DSDT already describes them.
+  bool virtio_mmio_cmdline = false;
   std::uint32_t vcpu_count = 1;
   std::uint32_t mem_size_mib = 128;
   bool smt = false;
