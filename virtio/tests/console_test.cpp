@@ -456,6 +456,18 @@ TEST_F(ConsoleDeviceTest, LargeOutputThroughASmallPipeArrivesComplete) {
   for (std::size_t i = 0; i < kTotal; ++i) {
     data[i] = static_cast<char>((i * 131 + (i >> 11)) & 0xff);
   }
+  const std::size_t per_chain = kTotal / kChains;
+  for (std::size_t c = 0; c < kChains; ++c) {
+    const std::string part = data.substr(c * per_chain, per_chain);
+    // Three uneven descriptors per chain.
+    tx_.post({readable(part.substr(0, 1000)), readable(part.substr(1000, 30000)),
+              readable(part.substr(31000))});
+  }
+  notify_tx();
+  // Nobody reads yet: the device must fill the pipe, hit EAGAIN and start
+  // polling its output for writability. (Reading from the start made this
+  // depend on how fast the reader thread ran.)
+  ASSERT_TRUE(loop_.run_until([&] { return loop_.registered(out_.write.get()); }, 30s));
   std::string received;
   std::thread reader([&] {
     // Blocking reads until the device's end is closed.
@@ -465,14 +477,6 @@ TEST_F(ConsoleDeviceTest, LargeOutputThroughASmallPipeArrivesComplete) {
     ssize_t n;
     while ((n = ::read(fd, buf, sizeof buf)) > 0) received.append(buf, static_cast<std::size_t>(n));
   });
-  const std::size_t per_chain = kTotal / kChains;
-  for (std::size_t c = 0; c < kChains; ++c) {
-    const std::string part = data.substr(c * per_chain, per_chain);
-    // Three uneven descriptors per chain.
-    tx_.post({readable(part.substr(0, 1000)), readable(part.substr(1000, 30000)),
-              readable(part.substr(31000))});
-  }
-  notify_tx();
   const bool done = loop_.run_until([&] { return tx_.used_idx() == kChains; }, 30s);
   const int out_fd = out_.write.get();
   device_->reset();
