@@ -44,7 +44,10 @@ void drain_eventfd(int fd) {
 }  // namespace
 
 ConsoleDevice::ConsoleDevice(int output_fd, int input_fd, WindowSize size)
-    : output_fd_(output_fd), input_fd_(input_fd) {
+    : output_fd_(output_fd),
+      input_fd_(input_fd),
+      m_in_bytes_(metrics::registry().group("console").counter("in_bytes")),
+      m_out_bytes_(metrics::registry().group("console").counter("out_bytes")) {
   put_le<std::uint16_t>(config_, kConfigCols, size.cols);
   put_le<std::uint16_t>(config_, kConfigRows, size.rows);
 }
@@ -311,6 +314,7 @@ bool ConsoleDevice::flush_pending() {
     }
     pending_offset_ += static_cast<std::uint64_t>(n);
     tx_bytes_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    m_out_bytes_.add(static_cast<std::uint64_t>(n));
   }
   const std::uint16_t head = pending_->head;
   pending_.reset();
@@ -385,6 +389,7 @@ void ConsoleDevice::receive_input() {
       return;
     }
     rx_bytes_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    m_in_bytes_.add(static_cast<std::uint64_t>(n));
     if (auto r = rx_->add_used(*mem_, chain.head, static_cast<std::uint32_t>(n)); !r) {
       mark_broken("adding to the receive used ring", r.error());
       return;

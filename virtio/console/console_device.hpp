@@ -19,6 +19,9 @@
 // popped until it is written, so output keeps its order and is never
 // dropped. A blocking output fd (a terminal, a file, the VMM's connected
 // socket) is written with a plain blocking loop on the loop thread.
+//
+// Metrics group "console": in_bytes (host → guest), out_bytes (guest →
+// host), beside counters().
 #pragma once
 
 #include <array>
@@ -32,6 +35,7 @@
 
 #include "virtio/virtio_device.hpp"
 #include "vmm/core/log.hpp"
+#include "vmm/core/metrics.hpp"
 
 namespace hvz::virtio::console {
 
@@ -144,6 +148,8 @@ class ConsoleDevice : public VirtioDevice {
   std::atomic<std::uint64_t> tx_bytes_{0};
   std::atomic<std::uint64_t> rx_bytes_{0};
   std::atomic<std::uint64_t> tx_dropped_{0};
+  metrics::Counter& m_in_bytes_;
+  metrics::Counter& m_out_bytes_;
   log::RateLimit io_log_;
 };
 

@@ -23,6 +23,12 @@ void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
 }
 
+// The device's own counter and the registry's.
+void bump(std::atomic<std::uint64_t>& counter, metrics::Counter& metric, std::uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+  metric.add(n);
+}
+
 void drain(int fd) {
   std::uint64_t n = 0;
   // One read resets the eventfd; nothing pending still warrants a look.
@@ -31,8 +37,27 @@ void drain(int fd) {
 
 }  // namespace
 
-NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac)
-    : tap_(std::move(tap)), rx_buffer_(kMaxPacketSize + 1) {
+NetDevice::Registry::Registry(metrics::Group& g)
+    : rx_bytes(g.counter("rx_bytes")),
+      rx_packets(g.counter("rx_packets")),
+      tx_bytes(g.counter("tx_bytes")),
+      tx_packets(g.counter("tx_packets")),
+      rx_dropped(g.counter("rx_dropped")),
+      tx_dropped(g.counter("tx_dropped")),
+      tx_malformed(g.counter("tx_malformed")),
+      rx_throttled(g.counter("rx_rate_limiter_throttled")),
+      tx_throttled(g.counter("tx_rate_limiter_throttled")) {}
+
+NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id, RateLimits rx,
+                     RateLimits tx)
+    : tap_(std::move(tap)),
+      iface_id_(std::move(iface_id)),
+      rx_limiter_(rx.bandwidth, rx.ops),
+      tx_limiter_(tx.bandwidth, tx.ops),
+      rx_timer_(ThrottleTimer::create()),
+      tx_timer_(ThrottleTimer::create()),
+      rx_buffer_(kMaxPacketSize + 1),
+      m_(metrics::registry().group("net_" + iface_id_)) {
   features_ = kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc | kFeatureStatus |
               kFeatureMrgRxbuf;
   if (mac) {
@@ -95,6 +120,46 @@ bool NetDevice::tap_polling() const {
   return tap_polling_;
 }
 
+bool NetDevice::rx_throttled() const {
+  std::lock_guard lock(guard_->mu);
+  return rx_throttled_;
+}
+
+bool NetDevice::tx_throttled() const {
+  std::lock_guard lock(guard_->mu);
+  return tx_throttled_;
+}
+
+void NetDevice::update_rx_rate_limiter(RateLimits limits) {
+  rx_limiter_.update(limits.bandwidth, limits.ops);
+  // The timer's callback retries a waiting frame (and does no harm when
+  // none waits; activate() disarms a timer fired while inactive).
+  if (rx_timer_) {
+    if (auto r = rx_timer_->fire_now(); !r) {
+      LOG_WARN("virtio-net: waking RX: %s", r.error().message().c_str());
+    }
+  }
+}
+
+void NetDevice::update_tx_rate_limiter(RateLimits limits) {
+  tx_limiter_.update(limits.bandwidth, limits.ops);
+  if (tx_timer_) {
+    if (auto r = tx_timer_->fire_now(); !r) {
+      LOG_WARN("virtio-net: waking TX: %s", r.error().message().c_str());
+    }
+  }
+}
+
+bool NetDevice::throttle(const RateLimiter& limiter, const ThrottleTimer& timer,
+                         std::uint64_t bytes) {
+  if (auto r = timer.arm_at(limiter.ready_at(bytes, 1)); !r) {
+    // Nothing will wake the queue but its next notification.
+    LOG_ERROR("virtio-net: arming the rate-limit timer: %s", r.error().message().c_str());
+    return false;
+  }
+  return true;
+}
+
 EventLoop::Callback NetDevice::make_callback(void (NetDevice::*handler)()) {
   return [this, guard = guard_, handler](std::uint32_t) {
     std::lock_guard lock(guard->mu);
@@ -109,6 +174,8 @@ Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
       queues[kTxQueue].queue == nullptr || !interrupt) {
     return make_error(Errc::kInvalidArgument, "virtio-net activate: needs an RX and a TX queue");
   }
+  if (!rx_timer_) return tl::unexpected(rx_timer_.error());
+  if (!tx_timer_) return tl::unexpected(tx_timer_.error());
   Queue* rx = queues[kRxQueue].queue->ready() ? queues[kRxQueue].queue : nullptr;
   Queue* tx = queues[kTxQueue].queue->ready() ? queues[kTxQueue].queue : nullptr;
   const int rx_fd = queues[kRxQueue].notify_fd;
@@ -127,30 +194,40 @@ Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
     if (tx) tx->set_features(acked_);
     broken_ = false;
     pending_len_ = 0;
+    rx_throttled_ = false;
+    tx_throttled_ = false;
+    (void)rx_timer_->disarm();
+    (void)tx_timer_->disarm();
     // Set before the add: the TAP callback may run (and pause) at once.
     tap_polling_ = rx != nullptr;
     guard_->active = true;
   }
   // Registered without the lock held: a callback may run as soon as its fd
   // is added, and takes the lock itself.
-  bool tap_added = false;
-  bool rx_added = false;
-  bool tx_added = false;
+  Added added;
   Expected<void> r;
   if (rx) {
     r = loop.add(tap_.fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tap_readable));
-    tap_added = r.has_value();
+    added.tap = r.has_value();
     if (r) {
       r = loop.add(rx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_rx_notify));
-      rx_added = r.has_value();
+      added.rx = r.has_value();
+    }
+    if (r) {
+      r = loop.add(rx_timer_->fd(), EventLoop::kReadable, make_callback(&NetDevice::on_rx_timer));
+      added.rx_timer = r.has_value();
     }
   }
   if (r && tx) {
     r = loop.add(tx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_tx_notify));
-    tx_added = r.has_value();
+    added.tx = r.has_value();
+    if (r) {
+      r = loop.add(tx_timer_->fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tx_timer));
+      added.tx_timer = r.has_value();
+    }
   }
   if (!r) {
-    teardown_registrations(loop, rx_added, tx_added, tap_added);
+    teardown_registrations(loop, added);
     return r;
   }
   // The driver may have queued frames before notifying: look once.
@@ -161,8 +238,7 @@ Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
   return {};
 }
 
-void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_added,
-                                       bool tap_added) {
+void NetDevice::teardown_registrations(EventLoop& loop, Added added) {
   int rx_fd = -1;
   int tx_fd = -1;
   {
@@ -171,14 +247,24 @@ void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_a
     tx_fd = tx_notify_fd_;
   }
   // remove() waits out a running callback of that fd: never with the lock.
-  if (rx_added) {
+  if (added.rx) {
     if (auto r = loop.remove(rx_fd); !r) {
       LOG_WARN("virtio-net: removing RX notify fd: %s", r.error().message().c_str());
     }
   }
-  if (tx_added) {
+  if (added.tx) {
     if (auto r = loop.remove(tx_fd); !r) {
       LOG_WARN("virtio-net: removing TX notify fd: %s", r.error().message().c_str());
+    }
+  }
+  if (added.rx_timer) {
+    if (auto r = loop.remove(rx_timer_->fd()); !r) {
+      LOG_WARN("virtio-net: removing RX timer fd: %s", r.error().message().c_str());
+    }
+  }
+  if (added.tx_timer) {
+    if (auto r = loop.remove(tx_timer_->fd()); !r) {
+      LOG_WARN("virtio-net: removing TX timer fd: %s", r.error().message().c_str());
     }
   }
   bool tap_registered = false;
@@ -187,7 +273,7 @@ void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_a
     guard_->active = false;
     // Only the TAP callback itself can still pause polling now, and it does
     // so under the lock: the flag tells whether the fd is still registered.
-    tap_registered = tap_added && tap_polling_;
+    tap_registered = added.tap && tap_polling_;
     tap_polling_ = false;
     mem_ = nullptr;
     rx_queue_ = nullptr;
@@ -198,7 +284,11 @@ void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_a
     loop_ = nullptr;
     broken_ = false;
     pending_len_ = 0;
+    rx_throttled_ = false;
+    tx_throttled_ = false;
   }
+  if (rx_timer_) (void)rx_timer_->disarm();
+  if (tx_timer_) (void)tx_timer_->disarm();
   if (tap_registered) {
     if (auto r = loop.remove(tap_.fd()); !r) {
       LOG_WARN("virtio-net: removing TAP fd: %s", r.error().message().c_str());
@@ -208,17 +298,16 @@ void NetDevice::teardown_registrations(EventLoop& loop, bool rx_added, bool tx_a
 
 void NetDevice::reset() {
   EventLoop* loop = nullptr;
-  bool rx_added = false;
-  bool tx_added = false;
+  Added added;
   {
     std::lock_guard lock(guard_->mu);
     if (guard_->active) {
       loop = loop_;
-      rx_added = rx_queue_ != nullptr;
-      tx_added = tx_queue_ != nullptr;
+      added.rx = added.tap = added.rx_timer = rx_queue_ != nullptr;
+      added.tx = added.tx_timer = tx_queue_ != nullptr;
     }
   }
-  if (loop != nullptr) teardown_registrations(*loop, rx_added, tx_added, rx_added);
+  if (loop != nullptr) teardown_registrations(*loop, added);
   std::lock_guard lock(guard_->mu);
   acked_ = 0;
   if (tap_.supports_offloads()) {
@@ -269,6 +358,15 @@ void NetDevice::signal_used(Queue& queue) {
 
 void NetDevice::on_tx_notify() {
   drain(tx_notify_fd_);
+  // Throttled: the timer resumes TX; looking now would be refused again.
+  if (broken_ || tx_queue_ == nullptr || tx_throttled_) return;
+  process_tx();
+  if (broken_) set_tap_polling(false);
+}
+
+void NetDevice::on_tx_timer() {
+  tx_timer_->drain();
+  tx_throttled_ = false;
   if (broken_ || tx_queue_ == nullptr) return;
   process_tx();
   if (broken_) set_tap_polling(false);
@@ -302,6 +400,15 @@ void NetDevice::process_tx() {
       if (*more) continue;
       break;
     }
+    // Well-formed frames pass the limiter first (malformed ones are dropped
+    // without being sent). A refused frame stays in the ring.
+    const std::uint64_t len = (*popped)->readable_bytes();
+    if (len >= kVnetHdrSize && len <= kMaxPacketSize && !tx_limiter_.consume(len, 1)) {
+      q.undo_pop();
+      m_.tx_throttled.add();
+      tx_throttled_ = throttle(tx_limiter_, *tx_timer_, len);
+      break;
+    }
     ++done;
     transmit(**popped);
     if (auto r = q.add_used(*mem_, (*popped)->head, 0); !r) {
@@ -314,8 +421,8 @@ void NetDevice::process_tx() {
 
 void NetDevice::transmit(const DescriptorChain& chain) {
   auto drop = [&](const char* why) {
-    bump(counters_.tx_drops);
-    bump(counters_.tx_errors);
+    bump(counters_.tx_drops, m_.tx_dropped);
+    bump(counters_.tx_errors, m_.tx_malformed);
     if (frame_log_.allow()) LOG_WARN("virtio-net: TX frame (head %u) dropped: %s", chain.head, why);
   };
   const std::uint64_t len = chain.readable_bytes();
@@ -349,36 +456,49 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   for (const auto& s : *body) bufs.emplace_back(s);
   auto w = tap_.write_frame(bufs);
   if (!w) {
-    bump(counters_.tx_drops);
+    bump(counters_.tx_drops, m_.tx_dropped);
     bump(counters_.tx_errors);
     if (frame_log_.allow()) {
       LOG_WARN("virtio-net: TX frame dropped: %s", w.error().message().c_str());
     }
     return;
   }
-  bump(counters_.tx_frames);
-  bump(counters_.tx_bytes, len - kVnetHdrSize);
+  bump(counters_.tx_frames, m_.tx_packets);
+  bump(counters_.tx_bytes, m_.tx_bytes, len - kVnetHdrSize);
 }
 
 // ---- RX ----
 
 void NetDevice::on_tap_readable() {
-  if (broken_ || rx_queue_ == nullptr) {
+  if (broken_ || rx_queue_ == nullptr || rx_throttled_) {
     set_tap_polling(false);
     return;
   }
   const Rx out = process_rx();
-  if (out == Rx::kNoBuffers || out == Rx::kBroken || out == Rx::kTapError) {
+  if (out == Rx::kNoBuffers || out == Rx::kBroken || out == Rx::kTapError ||
+      out == Rx::kThrottled) {
     set_tap_polling(false);
   }
 }
 
 void NetDevice::on_rx_notify() {
   drain(rx_notify_fd_);
+  // Throttled: the timer resumes RX (and TAP polling).
+  if (broken_ || rx_queue_ == nullptr || rx_throttled_) return;
+  after_rx(process_rx());
+}
+
+void NetDevice::on_rx_timer() {
+  rx_timer_->drain();
+  rx_throttled_ = false;
   if (broken_ || rx_queue_ == nullptr) return;
-  const Rx out = process_rx();
-  // New buffers: resume polling, unless they are already all used up.
-  set_tap_polling(out != Rx::kNoBuffers && out != Rx::kBroken);
+  after_rx(process_rx());
+}
+
+void NetDevice::after_rx(Rx out) {
+  // Buffers (may) have come: resume polling, unless they are already all
+  // used up or the limiter holds a frame.
+  set_tap_polling(out != Rx::kNoBuffers && out != Rx::kBroken && out != Rx::kThrottled);
 }
 
 Expected<std::optional<DescriptorChain>> NetDevice::pop_rx() {
@@ -418,8 +538,9 @@ NetDevice::Rx NetDevice::process_rx() {
         break;
       }
       Rx step;
-      if (room > kMaxPacketSize) {
-        // A buffer that holds any frame: read straight into guest memory.
+      if (room > kMaxPacketSize && rx_limiter_.unlimited()) {
+        // A buffer that holds any frame: read straight into guest memory
+        // (not with a limiter, which must see the frame before the guest).
         step = receive_direct(**first);
       } else {
         // Read into our buffer first: only the frame's length tells how many
@@ -434,7 +555,7 @@ NetDevice::Rx NetDevice::process_rx() {
       }
     }
     const Rx step = deliver_buffered();
-    if (step == Rx::kNoBuffers || step == Rx::kBroken) {
+    if (step == Rx::kNoBuffers || step == Rx::kBroken || step == Rx::kThrottled) {
       out = step;
       break;
     }
@@ -463,7 +584,7 @@ NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
   if (len < kVnetHdrSize || len > kMaxPacketSize) {
     // The buffer stays the driver's: nothing was published.
     q.undo_pop();
-    bump(counters_.rx_drops);
+    bump(counters_.rx_drops, m_.rx_dropped);
     bump(counters_.rx_errors);
     if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
     return Rx::kDropped;
@@ -478,8 +599,8 @@ NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
     mark_broken("adding to the RX used ring", r.error());
     return Rx::kBroken;
   }
-  bump(counters_.rx_frames);
-  bump(counters_.rx_bytes, len - kVnetHdrSize);
+  bump(counters_.rx_frames, m_.rx_packets);
+  bump(counters_.rx_bytes, m_.rx_bytes, len - kVnetHdrSize);
   return Rx::kDelivered;
 }
 
@@ -494,7 +615,7 @@ NetDevice::Rx NetDevice::read_into_buffer() {
   if (!*n) return Rx::kTapEmpty;
   const std::size_t len = **n;
   if (len < kVnetHdrSize || len > kMaxPacketSize) {
-    bump(counters_.rx_drops);
+    bump(counters_.rx_drops, m_.rx_dropped);
     bump(counters_.rx_errors);
     if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
     return Rx::kDropped;
@@ -533,13 +654,21 @@ NetDevice::Rx NetDevice::deliver_buffered() {
     // Without MRG_RXBUF one buffer must hold the whole frame. The buffer
     // goes back to the ring for the next (perhaps smaller) frame.
     q.undo_pop();
-    bump(counters_.rx_drops);
+    bump(counters_.rx_drops, m_.rx_dropped);
     if (frame_log_.allow()) {
       LOG_WARN("virtio-net: RX frame of %zu bytes dropped: the buffer holds %llu", pending_len_,
                static_cast<unsigned long long>(room));
     }
     pending_len_ = 0;
     return Rx::kDropped;
+  }
+  // The frame fits: the limiter decides whether it goes now. When refused
+  // it waits in rx_buffer_ (and the buffers in the ring) for the timer.
+  if (!rx_limiter_.consume(pending_len_, 1)) {
+    for (std::size_t i = 0; i < chains.size(); ++i) q.undo_pop();
+    m_.rx_throttled.add();
+    rx_throttled_ = throttle(rx_limiter_, *rx_timer_, pending_len_);
+    return Rx::kThrottled;
   }
   const auto num_buffers = static_cast<std::uint16_t>(chains.size());
   std::memcpy(rx_buffer_.data() + kHdrNumBuffers, &num_buffers, sizeof num_buffers);
@@ -558,8 +687,8 @@ NetDevice::Rx NetDevice::deliver_buffered() {
     }
     offset += n;
   }
-  bump(counters_.rx_frames);
-  bump(counters_.rx_bytes, pending_len_ - kVnetHdrSize);
+  bump(counters_.rx_frames, m_.rx_packets);
+  bump(counters_.rx_bytes, m_.rx_bytes, pending_len_ - kVnetHdrSize);
   pending_len_ = 0;
   return Rx::kDelivered;
 }

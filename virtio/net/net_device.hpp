@@ -9,6 +9,21 @@
 // that mutex, so a callback racing with reset() or the destructor returns
 // without touching the device. The TAP fd is polled only while RX buffers
 // are available: a driver that posts none does not make the loop spin.
+//
+// Rate limiting: an RX and a TX RateLimiter (bytes including the vnet
+// header, and one operation per frame), changeable at run time from any
+// thread (the API's PATCH /network-interfaces/{id}). A TX frame the limiter
+// refuses stays in the ring; an RX frame stays in the bounce buffer and the
+// TAP is not read meanwhile (nothing is dropped for throttling). Each
+// direction then sleeps on its ThrottleTimer, registered with the loop,
+// until the limiter allows the frame; notifications meanwhile only drain
+// their eventfd.
+//
+// Metrics group "net_<iface_id>": rx_bytes, rx_packets, tx_bytes,
+// tx_packets (frames delivered, bytes without the vnet header), rx_dropped,
+// tx_dropped, tx_malformed (guest frames refused as malformed),
+// rx_rate_limiter_throttled, tx_rate_limiter_throttled (frames refused by a
+// limiter, each time).
 #pragma once
 
 #include <array>
@@ -19,9 +34,13 @@
 #include <optional>
 #include <vector>
 
+#include <string>
+
 #include "virtio/net/tap.hpp"
+#include "virtio/rate_limiter.hpp"
 #include "virtio/virtio_device.hpp"
 #include "vmm/core/log.hpp"
+#include "vmm/core/metrics.hpp"
 
 namespace hvz::virtio::net {
 
@@ -60,6 +79,12 @@ inline constexpr std::uint8_t kGsoTypeNone = 0;
 
 using MacAddress = std::array<std::uint8_t, 6>;
 
+// A RateLimiter's two buckets; unset = unlimited.
+struct RateLimits {
+  std::optional<TokenBucketParams> bandwidth;
+  std::optional<TokenBucketParams> ops;
+};
+
 class NetDevice : public VirtioDevice {
  public:
   // Counters since construction. Frames and bytes count delivered frames,
@@ -79,7 +104,9 @@ class NetDevice : public VirtioDevice {
   };
 
   // Without `mac` the MAC feature is not offered and the guest picks one.
-  NetDevice(Tap tap, std::optional<MacAddress> mac);
+  // `iface_id` names the metrics group ("net_" + iface_id).
+  NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id, RateLimits rx = {},
+            RateLimits tx = {});
   ~NetDevice() override;
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;
@@ -102,6 +129,14 @@ class NetDevice : public VirtioDevice {
 
   Metrics metrics() const;
   const Tap& tap() const { return tap_; }
+  const std::string& iface_id() const { return iface_id_; }
+  // Replace a direction's limits (buckets start full); any thread. A
+  // throttled direction is looked at again at once.
+  void update_rx_rate_limiter(RateLimits limits);
+  void update_tx_rate_limiter(RateLimits limits);
+  // Whether a frame waits for the RX / TX limiter.
+  bool rx_throttled() const;
+  bool tx_throttled() const;
   // Whether the TAP fd is registered with the loop (false while the guest
   // has no RX buffers, or when the device is not active).
   bool tap_polling() const;
@@ -121,12 +156,15 @@ class NetDevice : public VirtioDevice {
     kNoBuffers,
     kBroken,
     kBudgetSpent,
+    kThrottled,  // the RX limiter refused the pending frame
   };
 
   // Callbacks, run on the loop thread with guard_->mu held.
   void on_tx_notify();
   void on_rx_notify();
   void on_tap_readable();
+  void on_tx_timer();
+  void on_rx_timer();
 
   EventLoop::Callback make_callback(void (NetDevice::*handler)());
   void process_tx();
@@ -139,10 +177,24 @@ class NetDevice : public VirtioDevice {
   void set_tap_polling(bool on);
   void signal_used(Queue& queue);
   void mark_broken(const char* what, const Error& err);
-  void teardown_registrations(EventLoop& loop, bool rx_added, bool tx_added, bool tap_added);
+  void after_rx(Rx out);
+  // Arms `timer` for when `limiter` allows (bytes, 1 op); false if it
+  // could not (then nothing waits for the limiter).
+  bool throttle(const RateLimiter& limiter, const ThrottleTimer& timer, std::uint64_t bytes);
+  struct Added {
+    bool rx = false, tx = false, tap = false, rx_timer = false, tx_timer = false;
+  };
+  void teardown_registrations(EventLoop& loop, Added added);
 
   Tap tap_;
+  std::string iface_id_;
   std::uint64_t features_;
+  RateLimiter rx_limiter_;
+  RateLimiter tx_limiter_;
+  // Created by the constructor, immutable after (used from any thread by
+  // the update methods); an error is reported by activate().
+  Expected<ThrottleTimer> rx_timer_;
+  Expected<ThrottleTimer> tx_timer_;
   std::array<std::uint8_t, kConfigSize> config_{};
   const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
 
@@ -157,6 +209,8 @@ class NetDevice : public VirtioDevice {
   EventLoop* loop_ = nullptr;
   bool tap_polling_ = false;
   bool broken_ = false;
+  bool rx_throttled_ = false;
+  bool tx_throttled_ = false;
   // A frame read from the TAP that waits for RX buffers (bounce path).
   std::vector<std::byte> rx_buffer_;
   std::size_t pending_len_ = 0;
@@ -165,6 +219,13 @@ class NetDevice : public VirtioDevice {
     std::atomic<std::uint64_t> rx_frames{0}, rx_bytes{0}, rx_drops{0}, rx_errors{0};
     std::atomic<std::uint64_t> tx_frames{0}, tx_bytes{0}, tx_drops{0}, tx_errors{0};
   } counters_;
+  // The registry's counters (group "net_<iface_id>").
+  struct Registry {
+    explicit Registry(metrics::Group& g);
+    metrics::Counter &rx_bytes, &rx_packets, &tx_bytes, &tx_packets;
+    metrics::Counter &rx_dropped, &tx_dropped, &tx_malformed;
+    metrics::Counter &rx_throttled, &tx_throttled;
+  } m_;
   log::RateLimit frame_log_;
 };
 

@@ -26,6 +26,7 @@
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
+#include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
 
 namespace hvz::virtio::console {
@@ -368,6 +369,21 @@ TEST_P(ConsoleEventIdxTest, ReceivesInputIntoRxBuffers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EventIdx, ConsoleEventIdxTest, ::testing::Bool());
+
+TEST_F(ConsoleDeviceTest, CountsBytesInTheConsoleMetricsGroup) {
+  auto& group = metrics::registry().group("console");
+  const std::uint64_t in_before = group.counter("in_bytes").value();
+  const std::uint64_t out_before = group.counter("out_bytes").value();
+  create(out_.write.get(), in_.read.get());
+  rx_.post({writable(64)});
+  activate();
+  tx_.post({readable("twelve bytes")});
+  notify_tx();
+  ASSERT_EQ(::write(in_.write.get(), "seven!!", 7), 7);
+  ASSERT_TRUE(loop_.run_until([&] { return tx_.used_idx() == 1 && rx_.used_idx() == 1; }));
+  EXPECT_EQ(group.counter("out_bytes").value() - out_before, 12u);
+  EXPECT_EQ(group.counter("in_bytes").value() - in_before, 7u);
+}
 
 TEST_F(ConsoleDeviceTest, InputWaitsForRxBuffersThenFlows) {
   create(out_.write.get(), in_.read.get());

@@ -26,6 +26,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "virtio/net/net_device.hpp"
@@ -34,6 +36,7 @@
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
+#include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
 
 namespace hvz::virtio::net {
@@ -221,7 +224,7 @@ class NetDeviceTest : public ::testing::Test {
     tx_notify_.emplace(std::move(*b));
     SocketPair p = make_pair();
     peer_ = std::move(p.peer);
-    device_.emplace(Tap::from_fd(std::move(p.device)), kMac);
+    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, "test0");
   }
   void TearDown() override {
     if (device_) device_->reset();
@@ -292,7 +295,7 @@ constexpr std::uint64_t kOffloadBits = kFeatureCsum | kFeatureGuestCsum | kFeatu
 
 TEST(NetDevice, WithoutOffloadSupportOffersNoOffloadBitsAndNoMacWhenAbsent) {
   SocketPair p = make_pair();
-  NetDevice dev(Tap::from_fd(std::move(p.device)), std::nullopt);
+  NetDevice dev(Tap::from_fd(std::move(p.device)), std::nullopt, "test0");
   const std::uint64_t f = dev.features();
   EXPECT_EQ(dev.device_type(), 1u);
   EXPECT_EQ(dev.queue_max_sizes(), (std::vector<std::uint16_t>{256, 256}));
@@ -309,7 +312,7 @@ TEST(NetDevice, WithoutOffloadSupportOffersNoOffloadBitsAndNoMacWhenAbsent) {
 
 TEST(NetDevice, WithOffloadSupportOffersOffloadsAndMapsGuestFeaturesToTapFlags) {
   SocketPair p = make_pair();
-  NetDevice dev(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), std::nullopt);
+  NetDevice dev(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), std::nullopt, "test0");
   EXPECT_EQ(dev.features() & kOffloadBits, kOffloadBits);
   dev.ack_features(kFeatureVersion1 | kFeatureGuestCsum | kFeatureGuestTso4 | kFeatureHostTso6);
   EXPECT_EQ(dev.tap().offloads(), kTunOffloadCsum | kTunOffloadTso4);
@@ -412,7 +415,7 @@ TEST_F(NetDeviceTest, TxOffloadHeaderNotNegotiatedIsDropped) {
 TEST_F(NetDeviceTest, TxOffloadHeaderPassesWhenNegotiated) {
   SocketPair p = make_pair();
   peer_ = std::move(p.peer);
-  device_.emplace(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), kMac);
+  device_.emplace(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), kMac, "test0");
   activate(kFeatureVersion1 | kFeatureCsum | kFeatureHostTso4);
   const Bytes tso4 = packet(pattern(3000, 21), kHdrFlagNeedsCsum, 1);
   const Bytes tso6 = packet(pattern(3000, 22), kHdrFlagNeedsCsum, 4);  // HOST_TSO6 not acked
@@ -524,7 +527,7 @@ TEST_F(NetDeviceTest, NoRxBuffersPausesTapPollingUntilRxNotify) {
   const int before = loop_.dispatched();
   loop_.run_for(std::chrono::milliseconds(100));
   EXPECT_LE(loop_.dispatched() - before, 1);
-  EXPECT_EQ(loop_.registered(), 2u);  // the two notify fds only
+  EXPECT_EQ(loop_.registered(), 4u);  // the two notify fds and the two timers only
   EXPECT_EQ(rx_->used_idx(), 0);
 
   const Descriptor d = buffer(2048, true);
@@ -534,7 +537,7 @@ TEST_F(NetDeviceTest, NoRxBuffersPausesTapPollingUntilRxNotify) {
   ASSERT_TRUE(loop_.run_until([&] { return rx_->used_idx() == 1; }));
   // A buffer is left: the TAP is watched again.
   EXPECT_TRUE(device_->tap_polling());
-  EXPECT_EQ(loop_.registered(), 3u);
+  EXPECT_EQ(loop_.registered(), 5u);
   EXPECT_EQ(rx_->used(0).second, p.size());
   Bytes got = read_guest(d.addr, p.size());
   got[kHdrNumBuffers] = 0;
@@ -597,7 +600,7 @@ TEST_F(NetDeviceTest, RxBufferWithoutRoomForTheHeaderSetsNeedsReset) {
 
 TEST_F(NetDeviceTest, ResetUnregistersEveryFdAndAllowsReactivation) {
   activate(kFeatureVersion1);
-  EXPECT_EQ(loop_.registered(), 3u);
+  EXPECT_EQ(loop_.registered(), 5u);  // TAP, notify fds, timers
   device_->reset();
   EXPECT_EQ(loop_.registered(), 0u);
   EXPECT_FALSE(device_->tap_polling());
@@ -619,6 +622,175 @@ TEST_F(NetDeviceTest, ActivateRejectsWrongQueueCount) {
 }
 
 // --- Tap ---
+
+// --- Metrics and rate limiting ---
+
+std::uint64_t net_metric(const std::string& iface, const char* name) {
+  return metrics::registry().group("net_" + iface).counter(name).value();
+}
+
+// A fixture variant whose device has rate limits and its own iface id (so
+// the registry's counters start at zero).
+class NetLimitTest : public NetDeviceTest {
+ protected:
+  void limited(const std::string& id, RateLimits rx, RateLimits tx) {
+    SocketPair p = make_pair();
+    peer_ = std::move(p.peer);
+    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, id, rx, tx);
+  }
+  // Dispatches during `span` (a device spinning on a throttled queue shows).
+  int dispatches_during(std::chrono::milliseconds span) {
+    const int before = loop_.dispatched();
+    loop_.run_for(span);
+    return loop_.dispatched() - before;
+  }
+};
+
+TEST_F(NetLimitTest, RegistryCountsFramesBytesDropsAndMalformed) {
+  limited("metrics0", {}, {});
+  activate(kFeatureVersion1);
+  const Bytes good = packet(pattern(100, 30));
+  tx_->post(readable_chain(good, {good.size()}));
+  const Bytes tiny(kVnetHdrSize - 1, 0);
+  tx_->post(readable_chain(tiny, {tiny.size()}));
+  ASSERT_TRUE(tx_notify_->signal());
+  ASSERT_TRUE(loop_.run_until([&] { return tx_->used_idx() == 2; }));
+  rx_->post({buffer(256, true)});
+  ASSERT_TRUE(rx_notify_->signal());
+  send_from_peer(packet(pattern(1000, 31)));  // too big for the one buffer
+  send_from_peer(packet(pattern(50, 32)));
+  ASSERT_TRUE(loop_.run_until([&] { return rx_->used_idx() == 1; }));
+  EXPECT_EQ(net_metric("metrics0", "tx_packets"), 1u);
+  EXPECT_EQ(net_metric("metrics0", "tx_bytes"), 100u);
+  EXPECT_EQ(net_metric("metrics0", "tx_dropped"), 1u);
+  EXPECT_EQ(net_metric("metrics0", "tx_malformed"), 1u);
+  EXPECT_EQ(net_metric("metrics0", "rx_packets"), 1u);
+  EXPECT_EQ(net_metric("metrics0", "rx_bytes"), 50u);
+  EXPECT_EQ(net_metric("metrics0", "rx_dropped"), 1u);
+  EXPECT_EQ(net_metric("metrics0", "rx_rate_limiter_throttled"), 0u);
+  EXPECT_EQ(net_metric("metrics0", "tx_rate_limiter_throttled"), 0u);
+}
+
+TEST_F(NetLimitTest, TxOpsLimitDelaysFramesWithoutDroppingOrSpinning) {
+  // One frame per 100 ms: three frames take at least 200 ms.
+  limited("txops", {}, RateLimits{std::nullopt, TokenBucketParams{1, 0, 100}});
+  std::vector<Bytes> frames;
+  for (std::uint8_t i = 0; i < 3; ++i) {
+    frames.push_back(packet(pattern(200, static_cast<std::uint8_t>(40 + i))));
+    tx_->post(readable_chain(frames.back(), {frames.back().size()}));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  activate(kFeatureVersion1 | kFeatureEventIdx);
+  ASSERT_TRUE(loop_.run_until([&] { return device_->tx_throttled(); }));
+  EXPECT_LT(tx_->used_idx(), 3);
+  // Notifications while throttled change nothing; the loop stays idle.
+  ASSERT_TRUE(tx_notify_->signal());
+  EXPECT_LT(dispatches_during(std::chrono::milliseconds(50)), 10);
+  ASSERT_TRUE(loop_.run_until([&] { return tx_->used_idx() == 3; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  for (const Bytes& f : frames) EXPECT_EQ(recv_at_peer(), f);
+  EXPECT_EQ(device_->metrics().tx_drops, 0u);
+  EXPECT_GE(net_metric("txops", "tx_rate_limiter_throttled"), 1u);
+  EXPECT_EQ(net_metric("txops", "tx_packets"), 3u);
+}
+
+TEST_F(NetLimitTest, TxBandwidthLimitCountsHeaderAndFrameBytes) {
+  // 1000 bytes per 100 ms; four 512-byte packets (500 + header) need 1048
+  // bytes more than the full bucket: more than 100 ms.
+  limited("txbw", {}, RateLimits{TokenBucketParams{1000, 0, 100}, std::nullopt});
+  for (std::uint8_t i = 0; i < 4; ++i) {
+    const Bytes f = packet(pattern(500, i));
+    tx_->post(readable_chain(f, {f.size()}));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  activate(kFeatureVersion1);
+  ASSERT_TRUE(loop_.run_until([&] { return tx_->used_idx() == 4; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(recv_at_peer());
+  EXPECT_GE(net_metric("txbw", "tx_rate_limiter_throttled"), 1u);
+}
+
+TEST_F(NetLimitTest, RxOpsLimitHoldsFramesAndStopsReadingTheTap) {
+  // One frame per 100 ms. The buffers are big enough for the direct path,
+  // which a limiter must not take (it would publish before asking).
+  limited("rxops", RateLimits{std::nullopt, TokenBucketParams{1, 0, 100}}, {});
+  std::vector<Descriptor> bufs;
+  for (int i = 0; i < 3; ++i) {
+    bufs.push_back(buffer(kMaxPacketSize + 16, true));
+    rx_->post({bufs.back()});
+  }
+  const auto start = std::chrono::steady_clock::now();
+  activate(kFeatureVersion1);
+  std::vector<Bytes> frames;
+  for (std::uint8_t i = 0; i < 3; ++i) {
+    frames.push_back(packet(pattern(300, static_cast<std::uint8_t>(50 + i))));
+    send_from_peer(frames.back());
+  }
+  ASSERT_TRUE(loop_.run_until([&] { return device_->rx_throttled(); }));
+  EXPECT_FALSE(device_->tap_polling());
+  EXPECT_LT(rx_->used_idx(), 3);
+  ASSERT_TRUE(rx_notify_->signal());  // buffers "posted": still throttled
+  EXPECT_LT(dispatches_during(std::chrono::milliseconds(50)), 10);
+  ASSERT_TRUE(loop_.run_until([&] { return rx_->used_idx() == 3; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  for (std::uint16_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(rx_->used(i).second, frames[i].size());
+    Bytes got = read_guest(bufs[i].addr, frames[i].size());
+    got[kHdrNumBuffers] = 0;
+    EXPECT_EQ(got, frames[i]) << i;
+  }
+  EXPECT_EQ(device_->metrics().rx_drops, 0u);
+  EXPECT_GE(net_metric("rxops", "rx_rate_limiter_throttled"), 1u);
+  EXPECT_EQ(net_metric("rxops", "rx_packets"), 3u);
+}
+
+TEST_F(NetLimitTest, UpdatesFromAnotherThreadLiftTheThrottles) {
+  // One frame per hour each way.
+  const RateLimits hourly{std::nullopt, TokenBucketParams{1, 0, 3600 * 1000}};
+  limited("update0", hourly, hourly);
+  for (int i = 0; i < 2; ++i) rx_->post({buffer(2048, true)});
+  activate(kFeatureVersion1);
+  const Bytes a = packet(pattern(64, 60));
+  const Bytes b = packet(pattern(64, 61));
+  tx_->post(readable_chain(a, {a.size()}));
+  tx_->post(readable_chain(b, {b.size()}));
+  ASSERT_TRUE(tx_notify_->signal());
+  send_from_peer(a);
+  send_from_peer(b);
+  ASSERT_TRUE(loop_.run_until([&] { return device_->tx_throttled() && device_->rx_throttled(); }));
+  EXPECT_EQ(tx_->used_idx(), 1);
+  EXPECT_EQ(rx_->used_idx(), 1);
+  std::thread api([&] {
+    device_->update_tx_rate_limiter({});
+    device_->update_rx_rate_limiter({});
+  });
+  api.join();
+  ASSERT_TRUE(loop_.run_until([&] { return tx_->used_idx() == 2 && rx_->used_idx() == 2; }));
+  EXPECT_EQ(recv_at_peer(), a);
+  EXPECT_EQ(recv_at_peer(), b);
+  EXPECT_FALSE(device_->tx_throttled());
+  EXPECT_FALSE(device_->rx_throttled());
+  // After the RX throttle, the TAP is polled again.
+  EXPECT_TRUE(loop_.run_until([&] { return !device_->tap_polling(); }));  // buffers used up
+  rx_->post({buffer(2048, true)});
+  ASSERT_TRUE(rx_notify_->signal());
+  send_from_peer(a);
+  ASSERT_TRUE(loop_.run_until([&] { return rx_->used_idx() == 3; }));
+}
+
+TEST_F(NetLimitTest, ResetWhileThrottledUnregistersEverything) {
+  const RateLimits hourly{std::nullopt, TokenBucketParams{1, 0, 3600 * 1000}};
+  limited("reset0", hourly, hourly);
+  activate(kFeatureVersion1);
+  const Bytes a = packet(pattern(64, 70));
+  tx_->post(readable_chain(a, {a.size()}));
+  tx_->post(readable_chain(a, {a.size()}));
+  ASSERT_TRUE(tx_notify_->signal());
+  ASSERT_TRUE(loop_.run_until([&] { return device_->tx_throttled(); }));
+  device_->reset();
+  EXPECT_EQ(loop_.registered(), 0u);
+  EXPECT_FALSE(device_->tx_throttled());
+}
 
 TEST(Tap, RejectsBadInterfaceNames) {
   EXPECT_FALSE(Tap::open(""));

@@ -1,0 +1,125 @@
+// RngDevice: the virtio entropy device (virtio 1.2 §5.4) — one request
+// queue whose device-writable buffers are filled from the host's
+// getrandom(2), at most kMaxRequestBytes per chain, optionally slowed by a
+// RateLimiter (bytes, and one operation per chain).
+//
+// A chain with a driver-readable descriptor (the spec forbids them here) or
+// without writable bytes is returned unused (length 0), as Firecracker
+// does; the queue keeps working. A malformed ring (bad index, loop,
+// descriptor outside RAM) sets DEVICE_NEEDS_RESET like the other devices.
+// A failing host source (host_rng_fails) also returns the chain with
+// length 0.
+//
+// Threading: queue work runs in EventLoop callbacks (queue notify fd, and
+// the ThrottleTimer's fd while the limiter refuses a request), never on a
+// vCPU; a Guard's mutex serialises them against activate() and reset()
+// (vCPU threads), as in NetDevice. While throttled, notifications only
+// drain their eventfd: the timer resumes the queue when the limiter allows.
+//
+// Metrics group "entropy": entropy_event_count (queue notifications),
+// entropy_bytes (bytes given to the guest), host_rng_fails,
+// entropy_rate_limiter_throttled (requests refused by the limiter).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "virtio/rate_limiter.hpp"
+#include "virtio/virtio_device.hpp"
+#include "vmm/core/log.hpp"
+#include "vmm/core/metrics.hpp"
+
+namespace hvz::virtio::rng {
+
+inline constexpr std::uint16_t kQueueSize = 256;
+// Bytes given per request at most (the Linux driver asks for at most a
+// page or so; a huge guest buffer does not make the host read megabytes).
+inline constexpr std::size_t kMaxRequestBytes = 64 * 1024;
+
+class RngDevice : public VirtioDevice {
+ public:
+  // getrandom(2)-like: fills up to `len` bytes at `buf`, returns how many,
+  // or -1 with errno set (EINTR is retried).
+  using Source = std::function<ssize_t(void* buf, std::size_t len)>;
+
+  // Without limits the device is unlimited. `source` defaults to
+  // getrandom(buf, len, 0).
+  explicit RngDevice(std::optional<TokenBucketParams> bandwidth = std::nullopt,
+                     std::optional<TokenBucketParams> ops = std::nullopt, Source source = {});
+  ~RngDevice() override;
+  RngDevice(const RngDevice&) = delete;
+  RngDevice& operator=(const RngDevice&) = delete;
+
+  std::uint32_t device_type() const override { return kDeviceTypeRng; }
+  std::uint64_t features() const override { return kFeatures; }
+  void ack_features(std::uint64_t features) override;
+  std::vector<std::uint16_t> queue_max_sizes() const override { return {kQueueSize}; }
+  // No configuration space.
+  void read_config(std::uint64_t offset, std::span<std::uint8_t> data) const override;
+  void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+  Expected<void> activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
+                          std::shared_ptr<Interrupt> interrupt, EventLoop& loop) override;
+  // Unregisters the fds and forgets the queue. Also run by the destructor,
+  // so the EventLoop must outlive an active device.
+  void reset() override;
+
+  // Replaces the limits (buckets start full); any thread. A throttled queue
+  // is looked at again at once.
+  void update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
+                           std::optional<TokenBucketParams> ops);
+  // Whether a request waits for the rate limiter.
+  bool throttled() const;
+
+  static constexpr std::uint64_t kFeatures =
+      kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc;
+
+ private:
+  struct Guard {
+    std::mutex mu;
+    bool active = false;
+  };
+
+  // Callbacks, on the loop thread with guard_->mu held.
+  void on_notify();
+  void on_timer();
+
+  void process_queue();
+  Expected<std::optional<DescriptorChain>> pop();
+  // Fills up to `len` writable bytes of `chain`; the count filled, 0 when
+  // the host source failed.
+  std::uint32_t fill(const DescriptorChain& chain, std::size_t len);
+  void mark_broken(const char* what, const Error& err);
+  void teardown(EventLoop& loop, bool notify_added, bool timer_added);
+
+  Source source_;
+  RateLimiter limiter_;
+  // Created once by the constructor (immutable after, so update_rate_limiter
+  // may use it from any thread); an error is reported by activate().
+  Expected<ThrottleTimer> timer_;
+  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
+
+  // Guarded by guard_->mu.
+  std::uint64_t acked_ = 0;
+  const GuestMemory* mem_ = nullptr;
+  Queue* queue_ = nullptr;
+  int notify_fd_ = -1;
+  std::shared_ptr<Interrupt> interrupt_;
+  EventLoop* loop_ = nullptr;
+  bool broken_ = false;
+  bool throttled_ = false;
+
+  metrics::Counter& m_event_count_;
+  metrics::Counter& m_bytes_;
+  metrics::Counter& m_host_fails_;
+  metrics::Counter& m_throttled_;
+  log::RateLimit log_;
+};
+
+}  // namespace hvz::virtio::rng
