@@ -1,17 +1,33 @@
 // virtio-blk device: features, config space, queue processing on an I/O
-// worker thread (see block_device.hpp).
+// thread with the Sync or Async (io_uring) engine, rate limiting, backing
+// image swap (see block_device.hpp).
 #include "virtio/block/block_device.hpp"
 
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
+
+#include "virtio/block/uring.hpp"
 
 namespace hvz::virtio::block {
 namespace {
 
+using Clock = RateLimiter::Clock;
+
 // Signal the driver at least this often during a long batch, so a slow disk
 // does not hold back completions already in the used ring.
 constexpr std::uint32_t kSignalBatch = 32;
+// iovecs per readv/writev (the kernel's limit); longer lists go in parts.
+constexpr std::size_t kMaxIov = IOV_MAX;
+// An operation failing with EAGAIN/EINTR this many times in a row fails.
+constexpr unsigned kMaxRetries = 64;
+// How long to wait before retrying a refused io_uring_submit.
+constexpr auto kSubmitRetry = std::chrono::milliseconds(1);
+// The shortest wait for the rate limiter's tokens.
+constexpr auto kMinThrottleWait = std::chrono::microseconds(100);
 
 template <typename T>
 void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T value) {
@@ -19,18 +35,56 @@ void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T va
   std::memcpy(cfg.data() + offset, &value, sizeof value);
 }
 
-}  // namespace
-
-void BlockDevice::Kick::post() {
-  {
-    std::lock_guard lock(mu);
-    pending = true;
-  }
-  cv.notify_one();
+bool is_data(std::uint32_t type) {
+  return type == kTypeIn || type == kTypeOut;
 }
 
-BlockDevice::BlockDevice(DiskImage disk, std::string drive_id)
-    : disk_(std::move(disk)), drive_id_(format_drive_id(drive_id)) {
+}  // namespace
+
+const char* to_string(IoEngine engine) {
+  return engine == IoEngine::kAsync ? "Async" : "Sync";
+}
+
+BlockDevice::Counters::Counters(metrics::Group& g)
+    : read_bytes(g.counter("read_bytes")),
+      write_bytes(g.counter("write_bytes")),
+      read_count(g.counter("read_count")),
+      write_count(g.counter("write_count")),
+      flush_count(g.counter("flush_count")),
+      io_errors(g.counter("io_errors")),
+      invalid_reqs(g.counter("invalid_reqs")),
+      rate_limiter_throttled(g.counter("rate_limiter_throttled")) {}
+
+Expected<std::unique_ptr<BlockDevice>> BlockDevice::create(DiskImage disk, std::string drive_id,
+                                                           metrics::Group& metrics,
+                                                           BlockOptions options) {
+  auto wake = EventFd::create();
+  if (!wake) return tl::unexpected(wake.error());
+  std::unique_ptr<Uring> uring;
+  if (options.io_engine == IoEngine::kAsync) {
+    auto u = Uring::create(kQueueSize);
+    if (!u) {
+      return make_error(u.error().code(), "virtio-blk Async I/O engine: " + u.error().operation(),
+                        u.error().sys_errno());
+    }
+    uring = std::move(*u);
+  }
+  return std::unique_ptr<BlockDevice>(
+      new BlockDevice(std::move(disk), std::move(drive_id), metrics, std::move(options),
+                      std::make_shared<EventFd>(std::move(*wake)), std::move(uring)));
+}
+
+BlockDevice::BlockDevice(DiskImage disk, std::string drive_id, metrics::Group& metrics,
+                         BlockOptions options, std::shared_ptr<EventFd> wake,
+                         std::unique_ptr<Uring> uring)
+    : engine_(options.io_engine),
+      disk_(std::move(disk)),
+      read_only_(disk_.read_only()),
+      drive_id_(format_drive_id(drive_id)),
+      counters_(metrics),
+      limiter_(options.bandwidth, options.ops),
+      wake_(std::move(wake)),
+      uring_(std::move(uring)) {
   limits_.capacity_sectors = disk_.sectors();
   limits_.read_only = disk_.read_only();
   limits_.discard = !disk_.read_only() && disk_.discard_supported();
@@ -59,6 +113,13 @@ BlockDevice::BlockDevice(DiskImage disk, std::string drive_id)
     put_le<std::uint32_t>(config_, kConfigMaxWriteZeroesSeg, kMaxWriteZeroesSeg);
     put_le<std::uint8_t>(config_, kConfigWriteZeroesMayUnmap, limits_.discard ? 1 : 0);
   }
+
+  if (uring_) {
+    // One slot per queue entry: the driver cannot have more requests out.
+    slots_.resize(kQueueSize);
+    free_slots_.reserve(kQueueSize);
+    for (std::uint16_t i = kQueueSize; i > 0; --i) free_slots_.push_back(i - 1);
+  }
 }
 
 BlockDevice::~BlockDevice() {
@@ -66,14 +127,23 @@ BlockDevice::~BlockDevice() {
 }
 
 void BlockDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
+  std::lock_guard lock(config_mu_);
   for (std::size_t i = 0; i < data.size(); ++i) {
     // offset + i cannot wrap into range: compare without adding first.
     data[i] = (offset < kConfigSize && i < kConfigSize - offset) ? config_[offset + i] : 0;
   }
 }
 
+std::uint64_t BlockDevice::capacity_sectors() const {
+  std::lock_guard lock(config_mu_);
+  std::uint64_t v = 0;
+  std::memcpy(&v, config_.data() + kConfigCapacity, sizeof v);
+  return v;
+}
+
 Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
                                      std::shared_ptr<Interrupt> interrupt, EventLoop& loop) {
+  std::lock_guard control(control_mu_);
   if (active_) return make_error(Errc::kBusy, "virtio-blk activate: already active");
   if (queues.size() != 1 || queues[0].queue == nullptr || !interrupt) {
     return make_error(Errc::kInvalidArgument, "virtio-blk activate: needs exactly one queue");
@@ -86,40 +156,46 @@ Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQ
   event_idx_ = (acked_ & kFeatureEventIdx) != 0;
   queue_->set_features(acked_);
   broken_ = false;
-  kick_ = std::make_shared<Kick>();
+  throttled_.reset();
+  throttled_until_.reset();
+  submit_retry_at_.reset();
+  unsignalled_ = 0;
 
   // The callback captures only the shared wake-up and the fd number.
   auto r =
-      loop.add(notify_fd_, EventLoop::kReadable, [kick = kick_, fd = notify_fd_](std::uint32_t) {
+      loop.add(notify_fd_, EventLoop::kReadable, [wake = wake_, fd = notify_fd_](std::uint32_t) {
         std::uint64_t n = 0;
-        // One read resets the eventfd counter; a failed read
-        // (nothing pending) still warrants a look at the ring.
+        // One read resets the eventfd counter; a failed read (nothing pending)
+        // still warrants a look at the ring.
         [[maybe_unused]] auto got = ::read(fd, &n, sizeof n);
-        kick->post();
+        [[maybe_unused]] auto s = wake->signal();
       });
   if (!r) {
     mem_ = nullptr;
     queue_ = nullptr;
     interrupt_.reset();
     loop_ = nullptr;
-    kick_.reset();
     return r;
   }
   active_ = true;
-  worker_ = std::jthread([this](std::stop_token stop) { worker_main(std::move(stop)); });
+  stop_.store(false);
+  worker_ = std::thread([this] { worker_main(); });
   // The driver may have queued requests before notifying: look once.
-  kick_->post();
+  if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
   return {};
 }
 
 void BlockDevice::reset() {
+  std::lock_guard control(control_mu_);
   if (active_) {
     if (auto r = loop_->remove(notify_fd_); !r) {
       LOG_WARN("virtio-blk: removing queue notify fd: %s", r.error().message().c_str());
     }
-    worker_.request_stop();  // wakes the worker's stop-aware wait
+    stop_.store(true);
+    if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
+    // The I/O thread returns once nothing is in flight: the kernel no
+    // longer touches guest buffers the driver may reuse.
     if (worker_.joinable()) worker_.join();
-    worker_ = std::jthread();
   }
   active_ = false;
   mem_ = nullptr;
@@ -127,24 +203,138 @@ void BlockDevice::reset() {
   notify_fd_ = -1;
   interrupt_.reset();
   loop_ = nullptr;
-  kick_.reset();
   acked_ = 0;
   event_idx_ = false;
   broken_ = false;
+  throttled_.reset();
+  throttled_until_.reset();
+  submit_retry_at_.reset();
+  unsignalled_ = 0;
 }
 
-void BlockDevice::worker_main(std::stop_token stop) {
-  log::set_thread_name("virtio-blk");
-  const std::shared_ptr<Kick> kick = kick_;
-  for (;;) {
-    {
-      std::unique_lock lock(kick->mu);
-      kick->cv.wait(lock, stop, [&] { return kick->pending; });
-      if (stop.stop_requested()) return;
-      kick->pending = false;
-    }
-    process_queue(stop);
+Expected<void> BlockDevice::swap_disk(DiskImage disk) {
+  std::lock_guard control(control_mu_);
+  if (disk.read_only() != read_only_) {
+    return make_error(Errc::kInvalidArgument,
+                      std::string("virtio-blk swap: the new image must be ") +
+                          (read_only_ ? "read-only" : "writable") + " like the drive");
   }
+  if (!active_) {
+    install_disk(std::move(disk));
+    return {};
+  }
+  auto request = std::make_shared<SwapRequest>(std::move(disk));
+  {
+    std::lock_guard lock(swap_mu_);
+    swap_ = request;
+  }
+  if (auto s = wake_->signal(); !s) return tl::unexpected(s.error());
+  // The I/O thread cannot go away meanwhile: reset() waits for control_mu_.
+  std::unique_lock lock(swap_mu_);
+  swap_cv_.wait(lock, [&] { return request->done; });
+  return {};
+}
+
+void BlockDevice::update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
+                                      std::optional<TokenBucketParams> ops) {
+  limiter_.update(bandwidth, ops);
+  // A throttled request may go now (or later than planned): look again.
+  if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
+}
+
+void BlockDevice::install_disk(DiskImage disk) {
+  disk_ = std::move(disk);
+  limits_.capacity_sectors = disk_.sectors();
+  std::lock_guard lock(config_mu_);
+  put_le<std::uint64_t>(config_, kConfigCapacity, limits_.capacity_sectors);
+}
+
+bool BlockDevice::swap_pending() {
+  std::lock_guard lock(swap_mu_);
+  return swap_ != nullptr;
+}
+
+void BlockDevice::run_swap() {
+  std::shared_ptr<SwapRequest> request;
+  {
+    std::lock_guard lock(swap_mu_);
+    request = swap_;
+  }
+  if (!request || in_flight_ > 0) return;
+  install_disk(std::move(request->disk));
+  LOG_INFO("virtio-blk: backing image swapped, %llu sectors",
+           static_cast<unsigned long long>(limits_.capacity_sectors));
+  if (auto r = interrupt_->signal_config_change(); !r) {
+    LOG_WARN("virtio-blk: signalling the config change: %s", r.error().message().c_str());
+  }
+  {
+    std::lock_guard lock(swap_mu_);
+    request->done = true;
+    swap_.reset();
+  }
+  swap_cv_.notify_all();
+}
+
+void BlockDevice::worker_main() {
+  log::set_thread_name("virtio-blk");
+  for (;;) {
+    const bool stopping = stop_.load();
+    if (!stopping) {
+      run_swap();
+      // While a swap waits for the requests in flight, start no new ones.
+      if (!swap_pending()) process_queue();
+    }
+    if (uring_ && uring_->unsubmitted() > 0) {
+      if (auto r = uring_->submit(); !r) {
+        if (request_log_.allow()) LOG_WARN("virtio-blk: %s", r.error().message().c_str());
+        submit_retry_at_ = Clock::now() + kSubmitRetry;
+      } else {
+        submit_retry_at_.reset();
+      }
+      // What the kernel finished while submitting (reads from the page
+      // cache) completes now, without a trip through ppoll; the freed
+      // slots may take more requests.
+      if (reap(stopping) > 0 && !stopping) {
+        flush_signal();
+        continue;
+      }
+    }
+    flush_signal();
+    if (stopping && in_flight_ == 0) return;
+    wait_for_events();
+    if (uring_) reap(stopping || stop_.load());
+    flush_signal();
+  }
+}
+
+void BlockDevice::wait_for_events() {
+  std::array<pollfd, 2> fds{};
+  nfds_t n = 0;
+  fds[n++] = pollfd{wake_->fd(), POLLIN, 0};
+  if (uring_) fds[n++] = pollfd{uring_->event_fd(), POLLIN, 0};
+
+  std::optional<Clock::time_point> deadline;
+  // Tokens matter only when the request may start: not while a swap
+  // waits for the requests in flight.
+  if (throttled_ && throttled_until_ && !broken_ && !swap_pending()) deadline = throttled_until_;
+  if (submit_retry_at_ && (!deadline || *submit_retry_at_ < *deadline)) {
+    deadline = submit_retry_at_;
+  }
+  timespec ts{};
+  const timespec* timeout = nullptr;
+  if (deadline) {
+    const auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    timeout = &ts;
+  }
+  if (::ppoll(fds.data(), n, timeout, nullptr) < 0 && errno != EINTR) {
+    // Cannot happen with valid descriptors; avoid spinning if it does.
+    if (request_log_.allow()) LOG_WARN("virtio-blk: ppoll: %s", std::strerror(errno));
+    ::usleep(1000);
+  }
+  if (fds[0].revents != 0) wake_->consume();
 }
 
 void BlockDevice::mark_broken(const char* what, const Error& err) {
@@ -169,47 +359,270 @@ bool BlockDevice::signal_if_needed() {
   return true;
 }
 
-void BlockDevice::process_queue(const std::stop_token& stop) {
+void BlockDevice::flush_signal() {
+  if (unsignalled_ == 0) return;
+  unsignalled_ = 0;
+  if (!broken_) signal_if_needed();
+}
+
+void BlockDevice::push_used(std::uint16_t head, std::uint32_t len) {
   if (broken_) return;
-  std::uint32_t unsignalled = 0;
-  while (!stop.stop_requested()) {
+  if (auto r = queue_->add_used(*mem_, head, len); !r) {
+    mark_broken("adding to the used ring", r.error());
+    return;
+  }
+  if (++unsignalled_ >= kSignalBatch) {
+    unsignalled_ = 0;
+    signal_if_needed();
+  }
+}
+
+void BlockDevice::process_queue() {
+  while (!broken_) {
+    if (throttled_) {
+      if (!start(*throttled_)) return;  // woken again when the tokens are there
+      throttled_.reset();
+      throttled_until_.reset();
+      continue;
+    }
+    // Every slot busy: a completion frees one and wakes this thread.
+    if (uring_ && free_slots_.empty()) return;
     auto popped = queue_->pop(*mem_);
     if (!popped) {
       mark_broken("malformed queue", popped.error());
-      break;
+      return;
     }
     if (!*popped) {
-      if (!event_idx_) break;
+      if (!event_idx_) return;
       // Re-arm notifications, then look again: a request published between
       // the empty pop and the avail_event write would otherwise be missed.
       auto more = queue_->enable_notification(*mem_);
       if (!more) {
         mark_broken("writing the avail event", more.error());
-        break;
+        return;
       }
       if (*more) continue;
-      break;
+      return;
     }
-    const DescriptorChain& chain = **popped;
-    const Completion c = process_request(*mem_, chain, disk_, limits_, drive_id_);
-    if (c.error && request_log_.allow()) {
-      if (!c.completed) {
-        LOG_WARN("virtio-blk: request (head %u) cannot be completed: %s; returned with length 0",
-                 chain.head, to_string(*c.error));
-      } else {
-        LOG_WARN("virtio-blk: request (head %u) failed: %s", chain.head, to_string(*c.error));
-      }
+    DescriptorChain chain = std::move(**popped);
+    auto prepared = prepare_request(*mem_, chain, limits_);
+    if (!prepared) {
+      reject(chain, prepared.error());
+      continue;
     }
-    if (auto r = queue_->add_used(*mem_, chain.head, c.used_len); !r) {
-      mark_broken("adding to the used ring", r.error());
-      break;
-    }
-    if (++unsignalled >= kSignalBatch) {
-      unsignalled = 0;
-      if (!signal_if_needed()) return;
+    Work work{std::move(chain), std::move(*prepared)};
+    if (!start(work)) {
+      throttled_.emplace(std::move(work));
+      return;
     }
   }
-  if (unsignalled > 0) signal_if_needed();
+}
+
+bool BlockDevice::start(Work& work) {
+  const Request& req = work.prepared.request;
+  // Every request takes an operation; only data requests take bandwidth.
+  const std::uint64_t bytes = is_data(req.type) ? req.data_len : 0;
+  const auto now = Clock::now();
+  if (!limiter_.consume(bytes, 1, now)) {
+    if (!work.throttled) {
+      work.throttled = true;
+      counters_.rate_limiter_throttled.add();
+    }
+    // At least a little later, so a limiter answering "now" cannot make
+    // this thread spin.
+    throttled_until_ = std::max(limiter_.ready_at(bytes, 1, now), now + kMinThrottleWait);
+    return false;
+  }
+  if (uring_ && (is_data(req.type) || req.type == kTypeFlush)) {
+    submit_async(work);
+    return true;
+  }
+  const Result result = execute_request(*mem_, work.chain, work.prepared, disk_, drive_id_);
+  finish(work.chain.head, req.type, req.data_len, req.status_addr, result);
+  return true;
+}
+
+void BlockDevice::submit_async(Work& work) {
+  const Request& req = work.prepared.request;
+  const std::uint64_t offset = req.sector << kSectorShift;
+  if (is_data(req.type)) {
+    // The same checks read_at/write_at make (request.cpp checked already).
+    if (!disk_.check_access(offset, req.data_len, req.type == kTypeOut)) {
+      finish(work.chain.head, req.type, req.data_len, req.status_addr,
+             tl::unexpected(RequestError::kIo));
+      return;
+    }
+    if (req.data_len == 0) {
+      finish(work.chain.head, req.type, 0, req.status_addr, used_len_for(req.type, 0));
+      return;
+    }
+  }
+  const std::uint16_t index = free_slots_.back();
+  free_slots_.pop_back();
+  ++in_flight_;
+  InFlight& s = slots_[index];
+  s.used = true;
+  s.head = work.chain.head;
+  s.type = req.type;
+  s.status_addr = req.status_addr;
+  s.data_len = req.data_len;
+  s.iov.clear();
+  for (const auto& b : work.prepared.data) {
+    if (!b.empty()) s.iov.push_back(iovec{b.data(), b.size()});
+  }
+  s.iov_index = 0;
+  s.offset = offset;
+  s.retries = 0;
+  if (!queue_slot(index)) {
+    release_slot(index);
+    finish(s.head, s.type, s.data_len, s.status_addr, tl::unexpected(RequestError::kIo));
+  }
+}
+
+bool BlockDevice::queue_slot(std::uint16_t index) {
+  InFlight& s = slots_[index];
+  const int fd = disk_.fd();
+  if (s.type == kTypeFlush) return uring_->queue_fdatasync(fd, index);
+  const std::size_t n = std::min(kMaxIov, s.iov.size() - s.iov_index);
+  const std::span<const iovec> iov(s.iov.data() + s.iov_index, n);
+  return s.type == kTypeIn ? uring_->queue_readv(fd, iov, s.offset, index)
+                           : uring_->queue_writev(fd, iov, s.offset, index);
+}
+
+void BlockDevice::release_slot(std::uint16_t index) {
+  slots_[index].used = false;
+  free_slots_.push_back(index);
+  --in_flight_;
+}
+
+std::size_t BlockDevice::reap(bool stopping) {
+  uring_->consume_event();
+  std::array<Uring::Completion, 64> batch;
+  std::size_t total = 0;
+  for (;;) {
+    const std::size_t n = uring_->reap(batch);
+    for (std::size_t i = 0; i < n; ++i) on_completion(batch[i].user_data, batch[i].res, stopping);
+    total += n;
+    if (n < batch.size()) return total;
+  }
+}
+
+void BlockDevice::on_completion(std::uint64_t user_data, int res, bool stopping) {
+  if (user_data >= slots_.size() || !slots_[user_data].used) {
+    LOG_ERROR("virtio-blk: io_uring completion for unknown operation %llu",
+              static_cast<unsigned long long>(user_data));
+    return;
+  }
+  const auto index = static_cast<std::uint16_t>(user_data);
+  InFlight& s = slots_[index];
+  // After reset() the results go nowhere: the driver has forgotten them.
+  auto again = [&] {
+    if (stopping) {
+      release_slot(index);
+    } else if (!queue_slot(index)) {
+      release_slot(index);
+      finish(s.head, s.type, s.data_len, s.status_addr, tl::unexpected(RequestError::kIo));
+    }
+  };
+  auto done = [&](const Result& r) {
+    release_slot(index);
+    if (!stopping) finish(s.head, s.type, s.data_len, s.status_addr, r);
+  };
+  if (res == -EAGAIN || res == -EINTR) {
+    if (++s.retries <= kMaxRetries) return again();
+  }
+  if (res < 0) {
+    if (request_log_.allow()) {
+      LOG_WARN("virtio-blk: %s: %s", s.type == kTypeFlush ? "flush" : "disk I/O",
+               std::strerror(-res));
+    }
+    return done(tl::unexpected(RequestError::kIo));
+  }
+  if (s.type == kTypeFlush) return done(used_len_for(s.type, 0));
+  if (res == 0) {
+    // End of file before the request's end (the image shrank under us).
+    if (request_log_.allow()) LOG_WARN("virtio-blk: disk I/O: unexpected end of file");
+    return done(tl::unexpected(RequestError::kIo));
+  }
+  // Drop what was transferred; a short transfer continues with the rest.
+  s.retries = 0;
+  auto left = static_cast<std::size_t>(res);
+  s.offset += left;
+  while (left > 0 && s.iov_index < s.iov.size()) {
+    iovec& v = s.iov[s.iov_index];
+    if (left >= v.iov_len) {
+      left -= v.iov_len;
+      ++s.iov_index;
+    } else {
+      v.iov_base = static_cast<std::byte*>(v.iov_base) + left;
+      v.iov_len -= left;
+      left = 0;
+    }
+  }
+  if (s.iov_index < s.iov.size()) return again();
+  done(used_len_for(s.type, s.data_len));
+}
+
+void BlockDevice::finish(std::uint16_t head, std::uint32_t type, std::uint64_t data_len,
+                         GuestAddress status_addr, const Result& result) {
+  std::uint8_t status = kStatusOk;
+  std::uint32_t used_len = 0;
+  if (result) {
+    used_len = *result;
+    switch (type) {
+      case kTypeIn:
+        counters_.read_count.add();
+        counters_.read_bytes.add(data_len);
+        break;
+      case kTypeOut:
+        counters_.write_count.add();
+        counters_.write_bytes.add(data_len);
+        break;
+      case kTypeFlush:
+        counters_.flush_count.add();
+        break;
+      default:
+        break;
+    }
+  } else {
+    status = status_for(result.error());
+    used_len = 1;
+    counters_.io_errors.add();
+    if (request_log_.allow()) {
+      LOG_WARN("virtio-blk: request (head %u) failed: %s", head, to_string(result.error()));
+    }
+  }
+  if (!mem_->write_obj<std::uint8_t>(status_addr, status)) {
+    if (request_log_.allow()) {
+      LOG_WARN("virtio-blk: request (head %u): status byte not writable; returned with length 0",
+               head);
+    }
+    used_len = 0;
+  }
+  push_used(head, used_len);
+}
+
+void BlockDevice::reject(const DescriptorChain& chain, RequestError error) {
+  counters_.invalid_reqs.add();
+  if (error == RequestError::kNoStatusByte) {
+    if (request_log_.allow()) {
+      LOG_WARN("virtio-blk: request (head %u) cannot be completed: %s; returned with length 0",
+               chain.head, to_string(error));
+    }
+    push_used(chain.head, 0);
+    return;
+  }
+  // find_status_byte succeeded in prepare_request, or it would have said so.
+  const auto status_addr = find_status_byte(chain);
+  std::uint32_t used_len = 1;
+  counters_.io_errors.add();
+  if (request_log_.allow()) {
+    LOG_WARN("virtio-blk: request (head %u) failed: %s", chain.head, to_string(error));
+  }
+  if (!status_addr || !mem_->write_obj<std::uint8_t>(*status_addr, status_for(error))) {
+    used_len = 0;
+  }
+  push_used(chain.head, used_len);
 }
 
 }  // namespace hvz::virtio::block

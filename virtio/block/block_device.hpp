@@ -1,29 +1,53 @@
 // BlockDevice: the virtio-blk device (virtio 1.2 §5.2) — feature bits,
-// read-only config space, and the request queue's processing.
+// read-only config space, and the request queue's processing with one of
+// two I/O engines (Firecracker's drive "io_engine"):
+//   kSync  — the I/O thread does each request itself (preadv, pwritev,
+//            fdatasync) before taking the next;
+//   kAsync — the I/O thread submits reads, writes and flushes to an
+//            io_uring (up to a queue's worth in flight) and completes them
+//            as the ring reports them; discard, write-zeroes and GET_ID run
+//            synchronously on the I/O thread.
 //
 // Threading: the EventLoop thread only drains the queue's notify eventfd and
-// wakes this device's I/O worker thread; the worker alone owns the queue
-// between activate() and reset() (pop, parse, disk I/O, add_used, interrupt).
-// A slow disk therefore stalls only this device's worker, never the event
-// loop or a vCPU. The loop callback holds only a shared wake-up object, not
-// the device, so a callback racing with reset() touches nothing freed.
+// wakes this device's I/O thread; the I/O thread alone owns the queue
+// between activate() and reset() (pop, parse, rate limiting, disk I/O,
+// add_used, interrupts). It sleeps in ppoll on its wake-up eventfd, the
+// ring's completion eventfd (kAsync) and, when the rate limiter refused a
+// request, a timeout until the tokens are there. A slow disk therefore
+// stalls only this device's I/O thread, never the event loop or a vCPU.
+// The loop callback holds only the shared wake-up eventfd, not the device,
+// so a callback racing with reset() touches nothing freed.
+//
+// swap_disk() and update_rate_limiter() may be called from any thread (the
+// API); swap_disk() hands the new image to the I/O thread, which switches
+// once no request is in flight.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <stop_token>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "virtio/block/disk_image.hpp"
 #include "virtio/block/request.hpp"
+#include "virtio/rate_limiter.hpp"
 #include "virtio/virtio_device.hpp"
+#include "vmm/core/event_fd.hpp"
 #include "vmm/core/log.hpp"
+#include "vmm/core/metrics.hpp"
 
 namespace hvz::virtio::block {
+
+class Uring;
 
 // Device feature bits (§5.2.3).
 inline constexpr std::uint64_t kFeatureSegMax = 1ull << 2;
@@ -56,10 +80,27 @@ inline constexpr std::size_t kConfigMaxWriteZeroesSeg = 52;
 inline constexpr std::size_t kConfigWriteZeroesMayUnmap = 56;
 inline constexpr std::size_t kConfigSize = 60;
 
+// Firecracker's drive "io_engine": "Sync" or "Async" (io_uring).
+enum class IoEngine { kSync, kAsync };
+const char* to_string(IoEngine engine);
+
+struct BlockOptions {
+  IoEngine io_engine = IoEngine::kSync;
+  // Rate limits (nullopt: unlimited): bytes of IN/OUT data, and requests.
+  std::optional<TokenBucketParams> bandwidth;
+  std::optional<TokenBucketParams> ops;
+};
+
 class BlockDevice : public VirtioDevice {
  public:
-  // `drive_id` is what GET_ID returns (first 20 bytes, NUL padded).
-  BlockDevice(DiskImage disk, std::string drive_id);
+  // `drive_id` is what GET_ID returns (first 20 bytes, NUL padded);
+  // `metrics` receives the device's counters (read_bytes, write_bytes,
+  // read_count, write_count, flush_count, io_errors, invalid_reqs,
+  // rate_limiter_throttled) and must outlive the device. Fails when the
+  // Async engine's io_uring cannot be set up (the error names io_uring).
+  static Expected<std::unique_ptr<BlockDevice>> create(DiskImage disk, std::string drive_id,
+                                                       metrics::Group& metrics,
+                                                       BlockOptions options = {});
   ~BlockDevice() override;
   BlockDevice(const BlockDevice&) = delete;
   BlockDevice& operator=(const BlockDevice&) = delete;
@@ -73,46 +114,133 @@ class BlockDevice : public VirtioDevice {
   void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
   Expected<void> activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
                           std::shared_ptr<Interrupt> interrupt, EventLoop& loop) override;
-  // Unregisters the notify fd, stops and joins the worker, forgets the queue.
+  // Unregisters the notify fd, stops the I/O thread once every request in
+  // flight has completed (their results are dropped), forgets the queue.
   // Also run by the destructor, so the EventLoop must outlive an active
   // device.
   void reset() override;
 
-  const RequestLimits& limits() const { return limits_; }
+  // Replaces the backing image (Firecracker's PATCH /drives path_on_host).
+  // While the device is active, waits until no request is in flight, then
+  // switches, updates the capacity in the config space and signals a
+  // configuration change. The new image must have the same read-only
+  // setting; the offered features stay as negotiated (discard on an image
+  // that cannot punch holes then fails with IOERR). Any thread.
+  Expected<void> swap_disk(DiskImage disk);
+  // Replaces the rate limits (RateLimiter::update: nullopt = unlimited,
+  // buckets start full); a request waiting for tokens is looked at again.
+  // Any thread.
+  void update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
+                           std::optional<TokenBucketParams> ops);
+
+  IoEngine io_engine() const { return engine_; }
+  // The capacity the config space announces, in 512-byte sectors.
+  std::uint64_t capacity_sectors() const;
 
  private:
-  // Wake-up shared between the loop callback and the worker.
-  struct Kick {
-    std::mutex mu;
-    std::condition_variable_any cv;
-    bool pending = false;
-    void post();
+  struct Counters {
+    explicit Counters(metrics::Group& g);
+    metrics::Counter& read_bytes;
+    metrics::Counter& write_bytes;
+    metrics::Counter& read_count;
+    metrics::Counter& write_count;
+    metrics::Counter& flush_count;
+    metrics::Counter& io_errors;
+    metrics::Counter& invalid_reqs;
+    metrics::Counter& rate_limiter_throttled;
   };
+  // A checked request not yet started (kept while the rate limiter refuses).
+  struct Work {
+    DescriptorChain chain;
+    PreparedRequest prepared;
+    bool throttled = false;
+  };
+  // An io_uring operation in flight; its index is the ring's user_data.
+  struct InFlight {
+    bool used = false;
+    std::uint16_t head = 0;
+    std::uint32_t type = 0;
+    GuestAddress status_addr;
+    std::uint64_t data_len = 0;
+    std::vector<iovec> iov;     // guest buffers still to transfer, from iov_index
+    std::size_t iov_index = 0;  // first iovec not yet fully transferred
+    std::uint64_t offset = 0;   // disk offset of iov[iov_index]
+    unsigned retries = 0;       // consecutive EAGAIN/EINTR resubmissions
+  };
+  struct SwapRequest {
+    explicit SwapRequest(DiskImage d) : disk(std::move(d)) {}
+    DiskImage disk;
+    bool done = false;
+  };
+  using Result = tl::expected<std::uint32_t, RequestError>;
 
-  void worker_main(std::stop_token stop);
-  void process_queue(const std::stop_token& stop);
+  BlockDevice(DiskImage disk, std::string drive_id, metrics::Group& metrics, BlockOptions options,
+              std::shared_ptr<EventFd> wake, std::unique_ptr<Uring> uring);
+
+  // All on the I/O thread.
+  void worker_main();
+  void process_queue();
+  bool start(Work& work);
+  void submit_async(Work& work);
+  bool queue_slot(std::uint16_t index);
+  // Completes what the ring reports; returns the number of completions.
+  std::size_t reap(bool stopping);
+  void on_completion(std::uint64_t user_data, int res, bool stopping);
+  void release_slot(std::uint16_t index);
+  void finish(std::uint16_t head, std::uint32_t type, std::uint64_t data_len,
+              GuestAddress status_addr, const Result& result);
+  void reject(const DescriptorChain& chain, RequestError error);
+  void push_used(std::uint16_t head, std::uint32_t len);
+  void flush_signal();
   bool signal_if_needed();
   void mark_broken(const char* what, const Error& err);
+  bool swap_pending();
+  void run_swap();
+  void wait_for_events();
+  // I/O thread while active, else under control_mu_.
+  void install_disk(DiskImage disk);
 
+  const IoEngine engine_;
   DiskImage disk_;
+  const bool read_only_;
   std::array<std::byte, kDriveIdLen> drive_id_;
   std::uint64_t features_;
   std::uint64_t acked_ = 0;
   RequestLimits limits_;
+  mutable std::mutex config_mu_;  // vCPU reads vs swap_disk
   std::array<std::uint8_t, kConfigSize> config_{};
+  Counters counters_;
+  RateLimiter limiter_;
+  const std::shared_ptr<EventFd> wake_;  // signalled by the loop callback and other threads
+  const std::unique_ptr<Uring> uring_;   // kAsync only
 
-  // Set by activate(), cleared by reset(); used by the worker in between.
+  // Serialises activate(), reset() and swap_disk().
+  std::mutex control_mu_;
+  // Set by activate(), cleared by reset(); used by the I/O thread in between.
   bool active_ = false;
   const GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;
   int notify_fd_ = -1;
   std::shared_ptr<Interrupt> interrupt_;
   EventLoop* loop_ = nullptr;
-  std::shared_ptr<Kick> kick_;
   bool event_idx_ = false;
-  bool broken_ = false;  // worker-only: the queue failed, stop processing
+  std::atomic<bool> stop_{false};
+  std::thread worker_;
+
+  // I/O thread only.
+  bool broken_ = false;  // the queue failed: stop processing until reset
+  std::optional<Work> throttled_;
+  std::optional<RateLimiter::Clock::time_point> throttled_until_;
+  std::optional<RateLimiter::Clock::time_point> submit_retry_at_;
+  std::vector<InFlight> slots_;
+  std::vector<std::uint16_t> free_slots_;
+  std::uint32_t in_flight_ = 0;
+  std::uint32_t unsignalled_ = 0;
   log::RateLimit request_log_;
-  std::jthread worker_;
+
+  std::mutex swap_mu_;
+  std::condition_variable swap_cv_;
+  std::shared_ptr<SwapRequest> swap_;  // pending, handed over by swap_disk()
 };
 
 }  // namespace hvz::virtio::block

@@ -118,6 +118,13 @@ Expected<void> DiskImage::check_writable(const char* what) const {
   return {};
 }
 
+Expected<void> DiskImage::check_access(std::uint64_t offset, std::uint64_t len, bool write) const {
+  if (write) {
+    if (auto r = check_writable("disk write"); !r) return r;
+  }
+  return check_range(offset, len, write ? "disk write" : "disk read");
+}
+
 Expected<void> DiskImage::read_at(std::uint64_t offset,
                                   std::span<const std::span<std::byte>> bufs) {
   std::uint64_t len = 0;

@@ -46,6 +46,12 @@ class DiskImage {
   // deallocated instead (reads return zeroes either way).
   Expected<void> write_zeroes(std::uint64_t offset, std::uint64_t len, bool may_unmap);
 
+  // What read_at / write_at check before any I/O: [offset, offset + len)
+  // inside the disk, and a writable disk for writes. For engines that
+  // submit I/O on fd() themselves.
+  Expected<void> check_access(std::uint64_t offset, std::uint64_t len, bool write) const;
+  int fd() const { return fd_.get(); }
+
  private:
   DiskImage(UniqueFd fd, std::uint64_t size, bool read_only, bool discard_supported)
       : fd_(std::move(fd)),

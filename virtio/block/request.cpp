@@ -102,54 +102,6 @@ Parsed parse(const DescriptorChain& chain, const RequestLimits& limits, Reader& 
   }
 }
 
-// Runs a parsed request; returns the used length on success.
-tl::expected<std::uint32_t, RequestError> execute(const GuestMemory& mem,
-                                                  const DescriptorChain& chain, Reader& reader,
-                                                  const Request& req, DiskImage& disk,
-                                                  const std::array<std::byte, kDriveIdLen>& id) {
-  switch (req.type) {
-    case kTypeIn: {
-      Writer writer(mem, chain);
-      auto bufs = writer.slices(req.data_len);
-      if (!bufs) return tl::unexpected(RequestError::kGuestMemory);
-      if (!disk.read_at(req.sector << kSectorShift, *bufs)) {
-        return tl::unexpected(RequestError::kIo);
-      }
-      // data_len + 1 fits: the queue caps a chain's total length at u32.
-      return static_cast<std::uint32_t>(req.data_len + 1);
-    }
-    case kTypeOut: {
-      auto bufs = reader.slices(req.data_len);
-      if (!bufs) return tl::unexpected(RequestError::kGuestMemory);
-      if (!disk.write_at(req.sector << kSectorShift, *bufs)) {
-        return tl::unexpected(RequestError::kIo);
-      }
-      return 1u;
-    }
-    case kTypeFlush:
-      if (!disk.flush()) return tl::unexpected(RequestError::kIo);
-      return 1u;
-    case kTypeGetId: {
-      Writer writer(mem, chain);
-      if (!writer.write(id)) return tl::unexpected(RequestError::kGuestMemory);
-      return static_cast<std::uint32_t>(kDriveIdLen + 1);
-    }
-    case kTypeDiscard:
-    case kTypeWriteZeroes:
-      for (const auto& seg : req.segments) {
-        const std::uint64_t off = seg.sector << kSectorShift;
-        const std::uint64_t len = std::uint64_t{seg.num_sectors} << kSectorShift;
-        auto r = req.type == kTypeDiscard
-                     ? disk.discard(off, len)
-                     : disk.write_zeroes(off, len, (seg.flags & kSegmentFlagUnmap) != 0);
-        if (!r) return tl::unexpected(RequestError::kIo);
-      }
-      return 1u;
-    default:
-      return tl::unexpected(RequestError::kUnsupportedType);
-  }
-}
-
 }  // namespace
 
 const char* to_string(RequestError e) {
@@ -217,19 +169,84 @@ std::array<std::byte, kDriveIdLen> format_drive_id(const std::string& id) {
   return out;
 }
 
+tl::expected<PreparedRequest, RequestError> prepare_request(const GuestMemory& mem,
+                                                            const DescriptorChain& chain,
+                                                            const RequestLimits& limits) {
+  Reader reader(mem, chain);
+  auto req = parse(chain, limits, reader);
+  if (!req) return tl::unexpected(req.error());
+  PreparedRequest p{std::move(*req), {}};
+  if (p.request.type == kTypeIn) {
+    Writer writer(mem, chain);
+    auto bufs = writer.slices(p.request.data_len);
+    if (!bufs) return tl::unexpected(RequestError::kGuestMemory);
+    p.data = std::move(*bufs);
+  } else if (p.request.type == kTypeOut) {
+    // The reader continues where the header ended.
+    auto bufs = reader.slices(p.request.data_len);
+    if (!bufs) return tl::unexpected(RequestError::kGuestMemory);
+    p.data = std::move(*bufs);
+  }
+  return p;
+}
+
+std::uint32_t used_len_for(std::uint32_t type, std::uint64_t data_len) {
+  // data_len + 1 fits: the queue caps a chain's total length at u32.
+  return (type == kTypeIn || type == kTypeGetId) ? static_cast<std::uint32_t>(data_len + 1) : 1u;
+}
+
+tl::expected<std::uint32_t, RequestError> execute_request(
+    const GuestMemory& mem, const DescriptorChain& chain, const PreparedRequest& prepared,
+    DiskImage& disk, const std::array<std::byte, kDriveIdLen>& drive_id) {
+  const Request& req = prepared.request;
+  switch (req.type) {
+    case kTypeIn:
+      if (!disk.read_at(req.sector << kSectorShift, prepared.data)) {
+        return tl::unexpected(RequestError::kIo);
+      }
+      break;
+    case kTypeOut:
+      if (!disk.write_at(req.sector << kSectorShift, prepared.data)) {
+        return tl::unexpected(RequestError::kIo);
+      }
+      break;
+    case kTypeFlush:
+      if (!disk.flush()) return tl::unexpected(RequestError::kIo);
+      break;
+    case kTypeGetId: {
+      Writer writer(mem, chain);
+      if (!writer.write(drive_id)) return tl::unexpected(RequestError::kGuestMemory);
+      break;
+    }
+    case kTypeDiscard:
+    case kTypeWriteZeroes:
+      for (const auto& seg : req.segments) {
+        const std::uint64_t off = seg.sector << kSectorShift;
+        const std::uint64_t len = std::uint64_t{seg.num_sectors} << kSectorShift;
+        auto r = req.type == kTypeDiscard
+                     ? disk.discard(off, len)
+                     : disk.write_zeroes(off, len, (seg.flags & kSegmentFlagUnmap) != 0);
+        if (!r) return tl::unexpected(RequestError::kIo);
+      }
+      break;
+    default:
+      return tl::unexpected(RequestError::kUnsupportedType);
+  }
+  return used_len_for(req.type, req.data_len);
+}
+
 Completion process_request(const GuestMemory& mem, const DescriptorChain& chain, DiskImage& disk,
                            const RequestLimits& limits,
                            const std::array<std::byte, kDriveIdLen>& drive_id) {
   Completion c;
-  Reader reader(mem, chain);
-  auto req = parse(chain, limits, reader);
-  if (!req && req.error() == RequestError::kNoStatusByte) {
-    c.error = req.error();
+  auto prepared = prepare_request(mem, chain, limits);
+  if (!prepared && prepared.error() == RequestError::kNoStatusByte) {
+    c.error = prepared.error();
     return c;
   }
   std::uint32_t used_len = 1;
-  if (req) {
-    auto done = execute(mem, chain, reader, *req, disk, drive_id);
+  if (prepared) {
+    auto done = execute_request(mem, chain, *prepared, disk, drive_id);
     if (done) {
       c.status = kStatusOk;
       used_len = *done;
@@ -238,8 +255,8 @@ Completion process_request(const GuestMemory& mem, const DescriptorChain& chain,
       c.status = status_for(done.error());
     }
   } else {
-    c.error = req.error();
-    c.status = status_for(req.error());
+    c.error = prepared.error();
+    c.status = status_for(prepared.error());
   }
   auto status_addr = find_status_byte(chain);
   if (!status_addr || !mem.write_obj<std::uint8_t>(*status_addr, c.status)) {

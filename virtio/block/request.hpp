@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,31 @@ struct Completion {
 
 // The drive id as GET_ID returns it: the first 20 bytes, NUL padded.
 std::array<std::byte, kDriveIdLen> format_drive_id(const std::string& id);
+
+// A checked request and, for IN/OUT, its data buffers in guest memory, in
+// order (IN: the writable bytes before the status byte; OUT: the readable
+// bytes after the header), `data_len` bytes in all. The slices point into
+// guest RAM, so an I/O engine may hand them to the kernel.
+struct PreparedRequest {
+  Request request;
+  std::vector<std::span<std::byte>> data;
+};
+
+// Parses and checks the chain and, for IN/OUT, resolves its data buffers.
+tl::expected<PreparedRequest, RequestError> prepare_request(const GuestMemory& mem,
+                                                            const DescriptorChain& chain,
+                                                            const RequestLimits& limits);
+
+// Executes a prepared request synchronously against `disk`; returns the used
+// length to report (data bytes written into the guest plus the status byte).
+// The status byte is not written.
+tl::expected<std::uint32_t, RequestError> execute_request(
+    const GuestMemory& mem, const DescriptorChain& chain, const PreparedRequest& prepared,
+    DiskImage& disk, const std::array<std::byte, kDriveIdLen>& drive_id);
+
+// The used length of a successful request of `type` with `data_len` bytes
+// (IN and GET_ID report their data, the others only the status byte).
+std::uint32_t used_len_for(std::uint32_t type, std::uint64_t data_len);
 
 // Parses, executes and completes one chain (writes the status byte).
 Completion process_request(const GuestMemory& mem, const DescriptorChain& chain, DiskImage& disk,
