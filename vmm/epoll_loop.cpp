@@ -73,8 +73,29 @@ void EpollLoop::start() {
   });
 }
 
+void EpollLoop::pause() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    paused_ = true;
+  }
+  // Wait out the callback running now; later ones see paused_.
+  if (!on_loop_thread()) std::lock_guard wait(dispatch_mutex_);
+}
+
+void EpollLoop::resume() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    paused_ = false;
+  }
+  pause_cv_.notify_all();
+}
+
 void EpollLoop::stop() {
-  stopping_.store(true);
+  {
+    std::lock_guard lock(pause_mutex_);
+    stopping_.store(true);
+  }
+  pause_cv_.notify_all();
   (void)wake_.signal();
   if (thread_.joinable()) thread_.join();
 }
@@ -95,7 +116,20 @@ void EpollLoop::run() {
         wake_.consume();
         continue;
       }
-      std::lock_guard dispatching(dispatch_mutex_);
+      {
+        std::unique_lock lock(pause_mutex_);
+        pause_cv_.wait(lock, [this] { return !paused_ || stopping_.load(); });
+      }
+      std::unique_lock dispatching(dispatch_mutex_);
+      {
+        // pause() may have begun between the wait and taking the mutex.
+        std::lock_guard lock(pause_mutex_);
+        if (paused_) {
+          --i;  // dispatch this event after resume()
+          continue;
+        }
+      }
+      if (stopping_.load()) break;
       std::shared_ptr<Callback> cb;
       {
         std::lock_guard lock(map_mutex_);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,10 @@ class EpollLoop : public EventLoop {
 
   void start();
   void stop();
+  // pause() returns once no callback runs and none will until resume():
+  // ready fds wait (level-triggered, nothing is lost).
+  void pause();
+  void resume();
 
  private:
   EpollLoop(UniqueFd epoll, EventFd wake) : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
@@ -39,6 +44,9 @@ class EpollLoop : public EventLoop {
   std::map<int, std::shared_ptr<Callback>> callbacks_;
   std::mutex dispatch_mutex_;  // held while one callback runs
   std::atomic<bool> stopping_{false};
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool paused_ = false;  // under pause_mutex_
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
 };

@@ -29,15 +29,62 @@ Expected<void> Vcpu::install_kick_signal() {
   return {};
 }
 
+Vcpu::Counters Vcpu::make_counters() {
+  auto& g = metrics::registry().group("vcpu");
+  return {g.counter("exit_io_in"),      g.counter("exit_io_out"),   g.counter("exit_mmio_read"),
+          g.counter("exit_mmio_write"), g.counter("exit_shutdown"), g.counter("exit_system_event"),
+          g.counter("failures"),        g.counter("exit_other")};
+}
+
 void Vcpu::start() {
-  thread_ = std::thread([this] { run_loop(); });
+  thread_ = std::thread([this] {
+    run_loop();
+    std::lock_guard lock(pause_mutex_);
+    exited_ = true;
+    pause_cv_.notify_all();
+  });
 }
 
 void Vcpu::stop() {
   if (!thread_.joinable()) return;
-  fd_.set_immediate_exit(true);
+  {
+    std::lock_guard lock(pause_mutex_);
+    stop_.store(true);
+    fd_.set_immediate_exit(true);
+  }
+  pause_cv_.notify_all();
   ::pthread_kill(thread_.native_handle(), kick_signal());
   thread_.join();
+}
+
+void Vcpu::pause() {
+  if (!thread_.joinable()) return;
+  std::unique_lock lock(pause_mutex_);
+  pause_requested_ = true;
+  // Set under the mutex, so the thread cannot clear it after this point
+  // until resume(); the signal catches a thread inside KVM_RUN.
+  fd_.set_immediate_exit(true);
+  ::pthread_kill(thread_.native_handle(), kick_signal());
+  pause_cv_.wait(lock, [this] { return parked_ || exited_; });
+}
+
+void Vcpu::resume() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    pause_requested_ = false;
+  }
+  pause_cv_.notify_all();
+}
+
+void Vcpu::park_if_paused() {
+  std::unique_lock lock(pause_mutex_);
+  if (pause_requested_) {
+    parked_ = true;
+    pause_cv_.notify_all();
+    pause_cv_.wait(lock, [this] { return !pause_requested_ || stop_.load(); });
+    parked_ = false;
+  }
+  if (!pause_requested_ && !stop_.load()) fd_.set_immediate_exit(false);
 }
 
 void Vcpu::run_loop() {
@@ -45,10 +92,14 @@ void Vcpu::run_loop() {
   std::snprintf(name, sizeof name, "vcpu%u", id_);
   log::set_thread_name(name);
   ::pthread_setname_np(::pthread_self(), name);
-  while (!control_.stopping()) {
+  while (!stop_.load() && !control_.stopping()) {
     if (auto r = fd_.run(); !r) {
       const int err = r.error().sys_errno();
-      if (err == EINTR || err == EAGAIN) continue;  // kicked; the loop re-checks
+      if (err == EINTR || err == EAGAIN) {  // kicked: pause, stop or a stray signal
+        park_if_paused();
+        continue;
+      }
+      counts_.failures.add();
       control_.request_stop(StopReason::kError,
                             "vcpu" + std::to_string(id_) + ": " + r.error().message());
       return;
@@ -61,7 +112,7 @@ bool Vcpu::handle_exit() {
   kvm_run& run = fd_.run_state();
   switch (run.exit_reason) {
     case KVM_EXIT_IO: {
-      ++counts_.io;
+      (run.io.direction == KVM_EXIT_IO_OUT ? counts_.io_out : counts_.io_in).add();
       auto data = fd_.io_data();
       if (!data) {
         control_.request_stop(StopReason::kError, data.error().message());
@@ -78,7 +129,7 @@ bool Vcpu::handle_exit() {
       return true;
     }
     case KVM_EXIT_MMIO: {
-      ++counts_.mmio;
+      (run.mmio.is_write ? counts_.mmio_write : counts_.mmio_read).add();
       auto data = fd_.mmio_data();
       if (run.mmio.is_write) {
         mmio_->write(run.mmio.phys_addr, data);
@@ -92,15 +143,18 @@ bool Vcpu::handle_exit() {
       control_.request_stop(StopReason::kGuestCrash, "vcpu" + std::to_string(id_) + ": HLT exit");
       return false;
     case KVM_EXIT_SHUTDOWN:
+      counts_.shutdown.add();
       control_.request_stop(StopReason::kGuestCrash,
                             "guest triple fault (KVM_EXIT_SHUTDOWN) on vcpu" + std::to_string(id_));
       return false;
     case KVM_EXIT_SYSTEM_EVENT:
+      counts_.system_event.add();
       control_.request_stop(run.system_event.type == KVM_SYSTEM_EVENT_RESET ? StopReason::kReset
                                                                             : StopReason::kPowerOff,
                             "guest system event " + std::to_string(run.system_event.type));
       return false;
     case KVM_EXIT_FAIL_ENTRY: {
+      counts_.failures.add();
       char what[96];
       std::snprintf(what, sizeof what, "vcpu%u: KVM_EXIT_FAIL_ENTRY, hardware reason %#llx", id_,
                     static_cast<unsigned long long>(run.fail_entry.hardware_entry_failure_reason));
@@ -108,14 +162,16 @@ bool Vcpu::handle_exit() {
       return false;
     }
     case KVM_EXIT_INTERNAL_ERROR:
+      counts_.failures.add();
       control_.request_stop(StopReason::kGuestCrash, "vcpu" + std::to_string(id_) +
                                                          ": KVM internal error, suberror " +
                                                          std::to_string(run.internal.suberror));
       return false;
     case KVM_EXIT_INTR:
+      park_if_paused();
       return true;
     default:
-      ++counts_.other;
+      counts_.other.add();
       control_.request_stop(StopReason::kError, "vcpu" + std::to_string(id_) + ": unhandled " +
                                                     exit_reason_name(run.exit_reason));
       return false;

@@ -1,25 +1,23 @@
 // Vcpu: one guest vCPU on its own thread. The thread loops on KVM_RUN and
 // dispatches port and MMIO exits to the buses; a shutdown, failed entry or
 // internal error stops the VM through VmControl. kick() gets the thread out
-// of KVM_RUN at once (immediate_exit plus a signal), so stopping never waits
-// on a guest.
+// of KVM_RUN at once (immediate_exit plus a signal), so stopping or pausing
+// never waits on a guest. Exits are counted in the "vcpu" metrics group.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "vmm/core/bus.hpp"
 #include "vmm/core/kvm.hpp"
+#include "vmm/core/metrics.hpp"
 #include "vmm/vm_control.hpp"
 
 namespace hvz::vmm {
-
-struct VcpuExitCounts {
-  std::uint64_t io = 0;
-  std::uint64_t mmio = 0;
-  std::uint64_t other = 0;
-};
 
 class Vcpu {
  public:
@@ -42,19 +40,42 @@ class Vcpu {
   void start();
   // Kicks the thread out of KVM_RUN and joins it.
   void stop();
-  const VcpuExitCounts& exit_counts() const { return counts_; }
+  // Kicks the thread out of KVM_RUN and returns once it is parked outside
+  // the guest (or has ended); resume() lets it enter the guest again.
+  void pause();
+  void resume();
 
  private:
   void run_loop();
   // Handles one exit; false when the vCPU must stop.
   bool handle_exit();
+  // Parks the thread while a pause is requested.
+  void park_if_paused();
+
+  struct Counters {
+    metrics::Counter& io_in;
+    metrics::Counter& io_out;
+    metrics::Counter& mmio_read;
+    metrics::Counter& mmio_write;
+    metrics::Counter& shutdown;
+    metrics::Counter& system_event;
+    metrics::Counter& failures;
+    metrics::Counter& other;
+  };
+  static Counters make_counters();
 
   std::uint32_t id_;
   VcpuFd fd_;
   std::shared_ptr<const Bus> pio_;
   std::shared_ptr<const Bus> mmio_;
   VmControl& control_;
-  VcpuExitCounts counts_;
+  Counters counts_ = make_counters();
+  std::atomic<bool> stop_{false};
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+  bool pause_requested_ = false;  // under pause_mutex_
+  bool parked_ = false;           // under pause_mutex_
+  bool exited_ = false;           // under pause_mutex_
   std::thread thread_;
 };
 

@@ -21,6 +21,7 @@
 #include "virtio/mmio_transport.hpp"
 #include "virtio/net/net_device.hpp"
 #include "virtio/net/tap.hpp"
+#include "virtio/rng/rng_device.hpp"
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/epoll_loop.hpp"
@@ -41,7 +42,6 @@ namespace {
 // at the top of the 32-bit space, inside the MMIO gap.
 constexpr std::uint64_t kKvmTssAddress = 0xfffbd000;
 constexpr std::uint64_t kKvmIdentityMapAddress = 0xfffbc000;
-constexpr std::uint32_t kKeyboardIrq = 1;
 // Images larger than this cannot fit any guest we build.
 constexpr std::uint64_t kMaxImageSize = 1ull << 32;
 
@@ -90,6 +90,28 @@ Expected<std::shared_ptr<EventFdIrqLine>> irq_line(const VmFd& vm, std::uint32_t
   if (!fd) return tl::unexpected(fd.error());
   if (auto r = vm.register_irqfd(fd->fd(), gsi); !r) return tl::unexpected(r.error());
   return std::make_shared<EventFdIrqLine>(std::move(*fd));
+}
+
+std::optional<virtio::TokenBucketParams> bucket_params(
+    const std::optional<config::TokenBucketConfig>& b) {
+  if (!b) return std::nullopt;
+  return virtio::TokenBucketParams{b->size, b->one_time_burst, b->refill_time_ms};
+}
+
+// Firecracker's PATCH semantics: a bucket given replaces the current one (a
+// zero size disables it), a bucket left out stays.
+config::RateLimiterConfig merge_limits(const std::optional<config::RateLimiterConfig>& current,
+                                       const config::RateLimiterConfig& patch) {
+  config::RateLimiterConfig merged = current.value_or(config::RateLimiterConfig{});
+  if (patch.bandwidth) merged.bandwidth = patch.bandwidth;
+  if (patch.ops) merged.ops = patch.ops;
+  return merged;
+}
+
+// A config rate limiter as a device's two token buckets.
+virtio::net::RateLimits rate_limits(const std::optional<config::RateLimiterConfig>& c) {
+  if (!c) return {};
+  return {bucket_params(c->bandwidth), bucket_params(c->ops)};
 }
 
 }  // namespace
@@ -156,6 +178,13 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
   auto loop = EpollLoop::create();
   if (!loop) return tl::unexpected(loop.error());
   vm->loop_ = std::move(*loop);
+  if (config.serial && !config.serial->serial_out_path.empty()) {
+    const auto& path = config.serial->serial_out_path;
+    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!out) return sys_error("serial: cannot open serial_out_path " + path);
+    io.output_fd = out.get();
+    vm->serial_out_ = std::move(out);
+  }
   if (auto r = vm->setup_devices(io); !r) return tl::unexpected(r.error());
   if (auto r = vm->setup_virtio(config); !r) return tl::unexpected(r.error());
   if (auto r = vm->load_and_configure(config); !r) return tl::unexpected(r.error());
@@ -170,7 +199,7 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
   serial_ = std::make_shared<devices::Serial>(*com1_irq, std::make_shared<FdOutput>(io.output_fd));
   if (auto r = pio_->insert(serial_, x86_64::kCom1Port, 8); !r) return r;
 
-  auto kbd_irq = irq_line(vm_, kKeyboardIrq);
+  auto kbd_irq = irq_line(vm_, x86_64::kKeyboardIrq);
   if (!kbd_irq) return tl::unexpected(kbd_irq.error());
   i8042_ = std::make_shared<devices::I8042>(
       [control] { control->request_stop(StopReason::kReset, "guest reset through the i8042"); },
@@ -231,8 +260,22 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
           "drive '" + d->drive_id + "' (" + d->path_on_host + "): " + disk.error().message(),
           disk.error().sys_errno());
     }
-    auto r = add_virtio_device(
-        std::make_shared<virtio::block::BlockDevice>(std::move(*disk), d->drive_id));
+    virtio::block::BlockOptions options;
+    options.io_engine = d->io_engine == config::IoEngine::kAsync ? virtio::block::IoEngine::kAsync
+                                                                 : virtio::block::IoEngine::kSync;
+    if (d->rate_limiter) {
+      options.bandwidth = bucket_params(d->rate_limiter->bandwidth);
+      options.ops = bucket_params(d->rate_limiter->ops);
+    }
+    auto dev = virtio::block::BlockDevice::create(
+        std::move(*disk), d->drive_id, metrics::registry().group("block_" + d->drive_id), options);
+    if (!dev) {
+      return make_error(dev.error().code(), "drive '" + d->drive_id + "': " + dev.error().message(),
+                        dev.error().sys_errno());
+    }
+    std::shared_ptr<virtio::block::BlockDevice> block(std::move(*dev));
+    drives_[d->drive_id] = {block, *d};
+    auto r = add_virtio_device(std::move(block));
     if (!r) return r;
   }
   for (const auto& n : config.network_interfaces) {
@@ -243,8 +286,11 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
                             "): " + tap.error().message(),
                         tap.error().sys_errno());
     }
-    auto r =
-        add_virtio_device(std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac));
+    auto net = std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac, n.iface_id,
+                                                        rate_limits(n.rx_rate_limiter),
+                                                        rate_limits(n.tx_rate_limiter));
+    nets_[n.iface_id] = {net, n};
+    auto r = add_virtio_device(std::move(net));
     if (!r) return r;
   }
   if (config.console) {
@@ -287,6 +333,11 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
       }
     }
     auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(out, in));
+    if (!r) return r;
+  }
+  if (config.entropy) {
+    const virtio::net::RateLimits l = rate_limits(config.entropy->rate_limiter);
+    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(l.bandwidth, l.ops));
     if (!r) return r;
   }
   return {};
@@ -349,6 +400,12 @@ Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
 }
 
 Expected<RunOutcome> Vm::run() {
+  if (auto r = start(); !r) return tl::unexpected(r.error());
+  return wait();
+}
+
+Expected<void> Vm::start() {
+  if (started_.exchange(true)) return make_error(Errc::kBusy, "the VM is already started");
   if (io_.input_fd >= 0) {
     auto pump = InputPump::start(io_.input_fd, serial_);
     if (!pump) return tl::unexpected(pump.error());
@@ -356,9 +413,99 @@ Expected<RunOutcome> Vm::run() {
   }
   loop_->start();
   for (auto& v : vcpus_) v->start();
+  return {};
+}
+
+void Vm::request_stop(StopReason reason, std::string detail) {
+  control_->request_stop(reason, std::move(detail));
+}
+
+int Vm::stop_event_fd() const {
+  return control_->event_fd();
+}
+
+void Vm::pause() {
+  std::lock_guard lock(pause_mutex_);
+  if (!started_.load() || paused_.load()) return;
+  for (auto& v : vcpus_) v->pause();
+  loop_->pause();
+  paused_.store(true);
+}
+
+void Vm::resume() {
+  std::lock_guard lock(pause_mutex_);
+  if (!paused_.load()) return;
+  loop_->resume();
+  for (auto& v : vcpus_) v->resume();
+  paused_.store(false);
+}
+
+Expected<void> Vm::send_ctrl_alt_del() {
+  return i8042_->trigger_ctrl_alt_del();
+}
+
+Expected<void> Vm::update_drive(const std::string& drive_id,
+                                const std::optional<std::string>& path_on_host,
+                                const std::optional<config::RateLimiterConfig>& limiter) {
+  std::lock_guard lock(update_mutex_);
+  auto it = drives_.find(drive_id);
+  if (it == drives_.end()) {
+    return make_error(Errc::kInvalidArgument, "no drive with drive_id '" + drive_id + "'");
+  }
+  auto& [device, drive] = it->second;
+  if (path_on_host) {
+    auto disk = virtio::block::DiskImage::open(*path_on_host, drive.is_read_only);
+    if (!disk) {
+      return make_error(
+          disk.error().code(),
+          "drive '" + drive_id + "' (" + *path_on_host + "): " + disk.error().message(),
+          disk.error().sys_errno());
+    }
+    if (auto r = device->swap_disk(std::move(*disk)); !r) return r;
+    drive.path_on_host = *path_on_host;
+  }
+  if (limiter) {
+    drive.rate_limiter = merge_limits(drive.rate_limiter, *limiter);
+    device->update_rate_limiter(bucket_params(drive.rate_limiter->bandwidth),
+                                bucket_params(drive.rate_limiter->ops));
+  }
+  return {};
+}
+
+Expected<void> Vm::update_network_interface(const std::string& iface_id,
+                                            const std::optional<config::RateLimiterConfig>& rx,
+                                            const std::optional<config::RateLimiterConfig>& tx) {
+  std::lock_guard lock(update_mutex_);
+  auto it = nets_.find(iface_id);
+  if (it == nets_.end()) {
+    return make_error(Errc::kInvalidArgument,
+                      "no network interface with iface_id '" + iface_id + "'");
+  }
+  auto& [device, iface] = it->second;
+  if (rx) {
+    iface.rx_rate_limiter = merge_limits(iface.rx_rate_limiter, *rx);
+    device->update_rx_rate_limiter({bucket_params(iface.rx_rate_limiter->bandwidth),
+                                    bucket_params(iface.rx_rate_limiter->ops)});
+  }
+  if (tx) {
+    iface.tx_rate_limiter = merge_limits(iface.tx_rate_limiter, *tx);
+    device->update_tx_rate_limiter({bucket_params(iface.tx_rate_limiter->bandwidth),
+                                    bucket_params(iface.tx_rate_limiter->ops)});
+  }
+  return {};
+}
+
+Expected<RunOutcome> Vm::wait() {
   while (!control_->stopping()) {
     pollfd p{control_->event_fd(), POLLIN, 0};
     if (::poll(&p, 1, -1) < 0 && errno != EINTR) return sys_error("poll");
+  }
+  {
+    // A paused VM stops too: wake everything so it can be joined.
+    std::lock_guard lock(pause_mutex_);
+    loop_->resume();
+    for (auto& v : vcpus_) v->resume();
+    paused_.store(false);
   }
   for (auto& v : vcpus_) v->stop();
   input_.reset();

@@ -5,7 +5,11 @@
 // crashes.
 #pragma once
 
+#include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +28,12 @@ class I8042;
 namespace hvz::virtio {
 class MmioTransport;
 class VirtioDevice;
+namespace block {
+class BlockDevice;
+}
+namespace net {
+class NetDevice;
+}
 }  // namespace hvz::virtio
 
 namespace hvz::vmm {
@@ -49,6 +59,31 @@ class Vm {
 
   // Starts the vCPUs and blocks until the VM stops.
   Expected<RunOutcome> run();
+  // run() in two steps: start() returns once the vCPUs run; wait() blocks
+  // until the VM stops (the guest powers off or resets, or request_stop()).
+  Expected<void> start();
+  Expected<RunOutcome> wait();
+  // Asks a started VM to stop; wait() then returns `reason`.
+  void request_stop(StopReason reason, std::string detail);
+  // The fd that becomes readable once the VM is stopping (for poll()).
+  int stop_event_fd() const;
+
+  // Thread-safe controls for a started VM (the API thread calls them).
+  // pause() returns once every vCPU is out of the guest and device
+  // callbacks are held; resume() continues where the guest was.
+  void pause();
+  void resume();
+  bool paused() const { return paused_.load(); }
+  // Ctrl-Alt-Del through the i8042 (the guest usually reboots).
+  Expected<void> send_ctrl_alt_del();
+  // Runtime updates (the API's PATCH): a drive's backing file and/or rate
+  // limits, a network interface's rate limits. Unset fields stay.
+  Expected<void> update_drive(const std::string& drive_id,
+                              const std::optional<std::string>& path_on_host,
+                              const std::optional<config::RateLimiterConfig>& limiter);
+  Expected<void> update_network_interface(const std::string& iface_id,
+                                          const std::optional<config::RateLimiterConfig>& rx,
+                                          const std::optional<config::RateLimiterConfig>& tx);
 
   const GuestMemory& memory() const { return memory_; }
 
@@ -67,6 +102,7 @@ class Vm {
   std::unique_ptr<VmControl> control_;
   std::shared_ptr<Bus> pio_ = std::make_shared<Bus>();
   std::shared_ptr<Bus> mmio_ = std::make_shared<Bus>();
+  UniqueFd serial_out_;  // serial_out_path, when configured; outlives serial_
   std::shared_ptr<devices::Serial> serial_;
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
@@ -77,6 +113,23 @@ class Vm {
   std::unique_ptr<EpollLoop> loop_;
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
+  // By id, for runtime updates (owned by their transports too).
+  // Filled while building the VM, then only read or updated under
+  // update_mutex_.
+  std::mutex update_mutex_;
+  struct DriveEntry {
+    std::shared_ptr<virtio::block::BlockDevice> device;
+    config::Drive config;
+  };
+  std::map<std::string, DriveEntry> drives_;
+  struct NetEntry {
+    std::shared_ptr<virtio::net::NetDevice> device;
+    config::NetworkInterface config;
+  };
+  std::map<std::string, NetEntry> nets_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> paused_{false};
+  std::mutex pause_mutex_;  // serializes pause()/resume()
   // Last: vCPU threads stop before anything they touch is destroyed.
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

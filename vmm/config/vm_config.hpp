@@ -22,6 +22,7 @@ struct BootSource {
   std::string kernel_image_path;
   std::optional<std::string> initrd_path;
   std::optional<std::string> boot_args;  // unset: kDefaultBootArgs
+  bool operator==(const BootSource&) const = default;
 };
 
 enum class HugePages { kNone, k2M };
@@ -36,7 +37,30 @@ struct MachineConfig {
   std::uint32_t mem_size_mib = 128;
   bool smt = false;
   HugePages huge_pages = HugePages::kNone;
+  bool operator==(const MachineConfig&) const = default;
 };
+
+// Firecracker's token bucket: `size` tokens (bytes or operations), refilled
+// completely every `refill_time_ms`; `one_time_burst` extra tokens spent
+// first and never refilled. size 0 or refill_time_ms 0: no limit.
+struct TokenBucketConfig {
+  std::uint64_t size = 0;
+  std::uint64_t one_time_burst = 0;
+  std::uint64_t refill_time_ms = 0;
+  bool operator==(const TokenBucketConfig&) const = default;
+};
+
+// Firecracker's rate_limiter object: an optional bucket for bytes and one
+// for operations (block requests, network frames).
+struct RateLimiterConfig {
+  std::optional<TokenBucketConfig> bandwidth;
+  std::optional<TokenBucketConfig> ops;
+  bool operator==(const RateLimiterConfig&) const = default;
+};
+
+// Drive I/O engine, Firecracker's names: kSync = hvz's worker thread doing
+// pread/pwrite, kAsync = io_uring.
+enum class IoEngine { kSync, kAsync };
 
 // A virtio-blk drive (Firecracker's "drives" entry).
 struct Drive {
@@ -45,6 +69,9 @@ struct Drive {
   bool is_root_device = false;
   bool is_read_only = false;
   std::optional<std::string> partuuid;  // root=PARTUUID=... instead of /dev/vda
+  IoEngine io_engine = IoEngine::kSync;
+  std::optional<RateLimiterConfig> rate_limiter;
+  bool operator==(const Drive&) const = default;
 };
 
 inline constexpr std::size_t kMaxDrives = 16;
@@ -55,6 +82,39 @@ struct NetworkInterface {
   std::string iface_id;
   std::string host_dev_name;
   std::optional<std::array<std::uint8_t, 6>> guest_mac;
+  std::optional<RateLimiterConfig> rx_rate_limiter;
+  std::optional<RateLimiterConfig> tx_rate_limiter;
+  bool operator==(const NetworkInterface&) const = default;
+};
+
+// Firecracker's "logger": where hvz's log lines go and how verbose.
+struct LoggerConfig {
+  enum class Level { kError, kWarning, kInfo, kDebug, kTrace, kOff };
+  std::string log_path;  // a file (appended) or a FIFO
+  Level level = Level::kWarning;
+  bool show_level = true;
+  bool show_log_origin = false;
+  bool operator==(const LoggerConfig&) const = default;
+};
+
+// Firecracker's "metrics": one JSON object per line appended to
+// metrics_path, periodically and on the FlushMetrics action.
+struct MetricsConfig {
+  std::string metrics_path;
+  bool operator==(const MetricsConfig&) const = default;
+};
+
+// Firecracker's PUT /serial: the serial console's output to a file instead
+// of stdout.
+struct SerialConfig {
+  std::string serial_out_path;
+  bool operator==(const SerialConfig&) const = default;
+};
+
+// Firecracker's "entropy": a virtio-rng device.
+struct EntropyConfig {
+  std::optional<RateLimiterConfig> rate_limiter;
+  bool operator==(const EntropyConfig&) const = default;
 };
 
 // hvz's own "console" section: a virtio-console port (hvc0) beside the
@@ -65,6 +125,7 @@ struct Console {
   enum class Mode { kStdio, kFile, kSocket };
   Mode mode = Mode::kStdio;
   std::string path;
+  bool operator==(const Console&) const = default;
 };
 
 // "aa:bb:cc:dd:ee:ff" -> bytes; nullopt when malformed.
@@ -77,6 +138,11 @@ struct VmConfig {
   std::vector<Drive> drives;
   std::vector<NetworkInterface> network_interfaces;
   std::optional<Console> console;
+  std::optional<LoggerConfig> logger;
+  std::optional<MetricsConfig> metrics;
+  std::optional<SerialConfig> serial;
+  std::optional<EntropyConfig> entropy;
+  bool operator==(const VmConfig&) const = default;
 };
 
 // Firecracker's id rule: non-empty, at most 64 characters of [A-Za-z0-9_].

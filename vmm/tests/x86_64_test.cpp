@@ -132,12 +132,21 @@ TEST(VmConfig, ValidatesRanges) {
   EXPECT_FALSE(config::validate(c));
 }
 
+config::Drive drive(std::string id, std::string path, bool root, bool read_only) {
+  config::Drive d;
+  d.drive_id = std::move(id);
+  d.path_on_host = std::move(path);
+  d.is_root_device = root;
+  d.is_read_only = read_only;
+  return d;
+}
+
 TEST(VmConfig, ValidatesDrives) {
   config::VmConfig c;
   c.boot_source = config::BootSource{"/k", {}, {}};
-  c.drives.push_back({"rootfs", "/r", true, false, {}});
+  c.drives.push_back(drive("rootfs", "/r", true, false));
   EXPECT_TRUE(config::validate(c));
-  c.drives.push_back({"rootfs", "/d", false, false, {}});
+  c.drives.push_back(drive("rootfs", "/d", false, false));
   EXPECT_FALSE(config::validate(c));  // duplicate id
   c.drives.back().drive_id = "data";
   EXPECT_TRUE(config::validate(c));
@@ -157,9 +166,9 @@ TEST(VmConfig, RootDriveGoesOnTheCommandLine) {
   config::VmConfig c;
   c.boot_source = config::BootSource{"/k", {}, "console=ttyS0"};
   EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0");
-  c.drives.push_back({"data", "/d", false, false, {}});
+  c.drives.push_back(drive("data", "/d", false, false));
   EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0");
-  c.drives.push_back({"rootfs", "/r", true, true, {}});
+  c.drives.push_back(drive("rootfs", "/r", true, true));
   EXPECT_EQ(config::kernel_cmdline(c), "console=ttyS0 root=/dev/vda ro");
 }
 

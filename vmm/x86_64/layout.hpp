@@ -42,7 +42,9 @@ inline constexpr std::uint64_t kLapicAddress = 0xfee00000;
 inline constexpr std::uint16_t kCom1Port = 0x3f8;
 inline constexpr std::uint32_t kCom1Irq = 4;
 inline constexpr std::uint16_t kI8042Port = 0x60;  // 0x60 data, 0x64 command/status
-inline constexpr std::uint16_t kCmosPort = 0x70;   // 0x70 index, 0x71 data
+inline constexpr std::uint16_t kI8042CommandPort = 0x64;
+inline constexpr std::uint32_t kKeyboardIrq = 1;
+inline constexpr std::uint16_t kCmosPort = 0x70;  // 0x70 index, 0x71 data
 // ACPI hardware-reduced registers (FADT): sleep control/status and reset.
 inline constexpr std::uint16_t kAcpiSleepControlPort = 0x600;
 inline constexpr std::uint16_t kAcpiSleepStatusPort = 0x601;

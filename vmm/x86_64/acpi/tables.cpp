@@ -207,6 +207,24 @@ aml::Term rtc_device() {
                              });
 }
 
+// The i8042 keyboard controller (PNP0303). On a hardware-reduced machine
+// Linux probes the i8042 only when ACPI describes it; without the keyboard
+// port, Ctrl-Alt-Del (SendCtrlAltDel) would never reach the guest.
+aml::Term ps2_device() {
+  return aml::device(
+      "PS2_", {
+                  aml::name("_HID", aml::eisa_id("PNP0303")),
+                  aml::method("_STA", 0, false, {aml::return_value(aml::integer(0xf))}),
+                  aml::name("_CRS", aml::resource_template({
+                                        aml::io_port(kI8042Port, kI8042Port, 1, 1),
+                                        aml::io_port(kI8042CommandPort, kI8042CommandPort, 1, 1),
+                                        aml::extended_interrupt(aml::Trigger::kEdge,
+                                                                aml::Polarity::kActiveHigh, false,
+                                                                kKeyboardIrq),
+                                    })),
+              });
+}
+
 aml::Term virtio_device(std::size_t index, const VirtioMmioInfo& dev) {
   return aml::device(
       virtio_device_name(index),
@@ -226,7 +244,7 @@ aml::Term virtio_device(std::size_t index, const VirtioMmioInfo& dev) {
 }
 
 Expected<Bytes> build_dsdt(const AcpiConfig& config) {
-  std::vector<aml::Term> sb{com1_device(), rtc_device()};
+  std::vector<aml::Term> sb{com1_device(), rtc_device(), ps2_device()};
   for (std::size_t i = 0; i < config.virtio_devices.size(); ++i) {
     sb.push_back(virtio_device(i, config.virtio_devices[i]));
   }
