@@ -1,0 +1,659 @@
+// Firecracker's API semantics on a VmConfig and a Backend (see
+// controller.hpp). Routing follows Firecracker's parsed_request.rs: a GET
+// with a body, a PUT or PATCH without one, an unknown method or path are
+// refused before anything else; bodies are parsed (strictly) before the
+// pre-/post-boot rules of rpc_interface.rs are checked; every failure is a
+// 400 with {"fault_message": "..."}.
+#include "api/controller.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <exception>
+#include <initializer_list>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "api/config_json.hpp"
+#include "vmm/core/log.hpp"
+#include "vmm/core/metrics.hpp"
+
+#ifndef HVZ_VERSION
+#define HVZ_VERSION "0.0.0"
+#endif
+
+namespace hvz::api {
+namespace {
+
+using nlohmann::json;
+
+// Firecracker's texts (rpc_interface.rs, parsed_request.rs).
+constexpr const char* kNotSupportedPostBoot =
+    "The requested operation is not supported after starting the microVM.";
+constexpr const char* kNotSupportedPreBoot =
+    "The requested operation is not supported before starting the microVM.";
+
+HttpResponse no_content() {
+  return {204, ""};
+}
+HttpResponse ok_json(const json& j) {
+  return {200, dump_json(j)};
+}
+HttpResponse fault(const std::string& message) {
+  return {400, dump_json(json{{"fault_message", message}})};
+}
+
+tl::unexpected<Error> invalid(std::string message) {
+  return make_error(Errc::kInvalidArgument, std::move(message));
+}
+
+Expected<json> parse_body(const std::string& body) {
+  try {
+    return json::parse(body);
+  } catch (const json::exception& e) {
+    return invalid(
+        std::string("An error occurred when deserializing the json body of a request: ") +
+        e.what());
+  }
+}
+
+// "/drives/rootfs?x" -> "/drives/rootfs".
+std::string path_of(const std::string& target) {
+  return target.substr(0, target.find_first_of("?#"));
+}
+
+// Firecracker's split: leading slashes trimmed, then split on '/', a
+// trailing empty piece dropped ("/drives/" -> {"drives"}).
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> tokens;
+  std::size_t start = path.find_first_not_of('/');
+  if (start == std::string::npos) return tokens;
+  while (true) {
+    const std::size_t slash = path.find('/', start);
+    if (slash == std::string::npos) {
+      if (start < path.size()) tokens.push_back(path.substr(start));
+      break;
+    }
+    tokens.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return tokens;
+}
+
+HttpResponse invalid_path(const std::string& method, const std::string& path) {
+  return fault("Invalid request method and/or path: " + method + " " + path + ".");
+}
+
+// Firecracker features hvz lacks: (first path token, methods, message).
+struct Unsupported {
+  const char* token;
+  const char* methods[3];  // unused slots null
+  const char* message;
+};
+constexpr Unsupported kUnsupported[] = {
+    {"vsock", {"PUT"}, "vsock is not supported yet"},
+    {"balloon", {"GET", "PUT", "PATCH"}, "the balloon device is not supported yet"},
+    {"mmds", {"GET", "PUT", "PATCH"}, "MMDS is not supported yet"},
+    {"snapshot", {"PUT"}, "snapshots are not supported yet"},
+    {"cpu-config", {"PUT"}, "custom CPU templates (cpu-config) are not supported yet"},
+    {"pmem", {"PUT", "PATCH"}, "pmem devices are not supported yet"},
+    {"hotplug", {"GET", "PUT", "PATCH"}, "memory hotplug is not supported yet"},
+};
+
+const Unsupported* find_unsupported(const std::string& method, const std::string& token) {
+  for (const auto& u : kUnsupported) {
+    if (token != u.token) continue;
+    for (const char* m : u.methods) {
+      if (m && method == m) return &u;
+    }
+  }
+  return nullptr;
+}
+
+// The id in /drives/{id} or /network-interfaces/{id}.
+Expected<std::string> resource_id(const std::vector<std::string>& tokens) {
+  if (tokens.size() < 2 || tokens[1].empty()) return invalid("The ID cannot be empty.");
+  const std::string& id = tokens[1];
+  if (!config::valid_id(id)) {
+    return invalid(
+        "API Resource IDs can only contain alphanumeric characters and underscores "
+        "(1-64 of A-Z, a-z, 0-9, _), not '" +
+        id + "'.");
+  }
+  return id;
+}
+
+Expected<void> check_id_match(const std::string& from_path, const std::string& from_body) {
+  if (from_path == from_body) return {};
+  return invalid("The id from the path [" + from_path + "] does not match the id from the body [" +
+                 from_body + "]!");
+}
+
+// The file at `path` exists, is not a directory and can be read (and
+// written when `write`).
+Expected<void> check_file(const std::string& where, const std::string& path, bool write) {
+  const std::string what = where + ": cannot use '" + path + "'";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return sys_error(what);
+  if (S_ISDIR(st.st_mode)) return invalid(what + ": it is a directory");
+  if (::access(path.c_str(), write ? R_OK | W_OK : R_OK) != 0) return sys_error(what);
+  return {};
+}
+
+// config::validate() of `probe` with a stand-in kernel: the checks of the
+// parts a request changes, with the same messages InstanceStart would give.
+Expected<void> validate_part(config::VmConfig probe) {
+  if (!probe.boot_source) probe.boot_source = config::BootSource{"kernel", {}, {}};
+  return config::validate(probe);
+}
+
+// A PATCHed rate limiter: buckets given replace the old ones, absent ones
+// stay (Firecracker's RateLimiterUpdate).
+config::RateLimiterConfig merge_limiter(const std::optional<config::RateLimiterConfig>& old,
+                                        const config::RateLimiterConfig& update) {
+  config::RateLimiterConfig merged = old.value_or(config::RateLimiterConfig{});
+  if (update.bandwidth) merged.bandwidth = update.bandwidth;
+  if (update.ops) merged.ops = update.ops;
+  return merged;
+}
+
+// The one-field bodies of PUT /actions and PATCH /vm: {"<key>": "<value>"}
+// with value one of `allowed`.
+Expected<std::string> parse_enum_body(const std::string& body, const std::string& where,
+                                      const char* key, std::initializer_list<const char*> allowed) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  if (!j->is_object()) return invalid(where + ": expected an object");
+  for (const auto& [k, v] : j->items()) {
+    if (k != key) return invalid(where + ": unknown field '" + k + "'");
+  }
+  if (!j->contains(key)) return invalid(where + ": missing " + key);
+  const auto& v = j->at(key);
+  std::string options;
+  for (const char* a : allowed) options += std::string(options.empty() ? "" : ", ") + a;
+  if (!v.is_string()) return invalid(where + "." + key + ": expected one of " + options);
+  const auto value = v.get<std::string>();
+  for (const char* a : allowed) {
+    if (value == a) return value;
+  }
+  return invalid(where + "." + key + ": expected one of " + options + ", not \"" + value + "\"");
+}
+
+}  // namespace
+
+// Firecracker 1.7 introduced machine-config.huge_pages, the newest field hvz
+// takes.
+constexpr const char* kFirecrackerApiVersion = "1.7.0";
+
+const char* hvz_version() {
+  return HVZ_VERSION;
+}
+
+const char* state_name(VmState state) {
+  switch (state) {
+    case VmState::kNotStarted:
+      return "Not started";
+    case VmState::kRunning:
+      return "Running";
+    case VmState::kPaused:
+      return "Paused";
+  }
+  return "Not started";
+}
+
+const char* Controller::route_name(Route route) {
+  switch (route) {
+    case Route::kGetRoot:
+      return "get_root";
+    case Route::kGetVersion:
+      return "get_version";
+    case Route::kGetMachineConfig:
+      return "get_machine_config";
+    case Route::kGetVmConfig:
+      return "get_vm_config";
+    case Route::kActions:
+      return "actions";
+    case Route::kPutBootSource:
+      return "put_boot_source";
+    case Route::kPutMachineConfig:
+      return "put_machine_config";
+    case Route::kPatchMachineConfig:
+      return "patch_machine_config";
+    case Route::kPutDrive:
+      return "put_drive";
+    case Route::kPatchDrive:
+      return "patch_drive";
+    case Route::kPutNetworkInterface:
+      return "put_network_interface";
+    case Route::kPatchNetworkInterface:
+      return "patch_network_interface";
+    case Route::kPatchVm:
+      return "patch_vm";
+    case Route::kPutLogger:
+      return "put_logger";
+    case Route::kPutMetrics:
+      return "put_metrics";
+    case Route::kPutSerial:
+      return "put_serial";
+    case Route::kPutEntropy:
+      return "put_entropy";
+    case Route::kOther:
+    case Route::kCount:
+      break;
+  }
+  return "other";
+}
+
+Controller::Controller(Backend& backend, ControllerOptions options, config::VmConfig initial)
+    : backend_(backend), options_(std::move(options)), config_(std::move(initial)) {
+  auto& group = metrics::registry().group("api_server");
+  for (std::size_t i = 0; i < latency_.size(); ++i) {
+    latency_[i] = &group.summary(std::string(route_name(static_cast<Route>(i))) + "_us");
+  }
+  errors_4xx_ = &group.counter("errors_4xx");
+}
+
+HttpResponse Controller::handle(const HttpRequest& request) {
+  const auto begin = std::chrono::steady_clock::now();
+  Route route = Route::kOther;
+  HttpResponse response;
+  try {
+    response = dispatch(request, route);
+  } catch (const std::exception& e) {
+    // Nothing here throws by design; a bad_alloc or a library surprise
+    // still must not take the VMM down.
+    response = fault(std::string("internal error: ") + e.what());
+  }
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - begin)
+                      .count();
+  latency_[static_cast<std::size_t>(route)]->record(static_cast<std::uint64_t>(us));
+  if (response.status >= 400 && response.status < 500) {
+    errors_4xx_->add();
+    LOG_INFO("API %s %s: %d %s", request.method.c_str(), path_of(request.target).c_str(),
+             response.status, response.body.c_str());
+  }
+  return response;
+}
+
+HttpResponse Controller::dispatch(const HttpRequest& request, Route& route) {
+  const std::string& method = request.method;
+  const std::string path = path_of(request.target);
+  if (path.empty() || path[0] != '/') return invalid_path(method, path);
+  const std::vector<std::string> tokens = split_path(path);
+  const std::string first = tokens.empty() ? std::string() : tokens[0];
+  const bool has_body = !request.body.empty();
+  const std::string& body = request.body;
+
+  // A 204 or the error as a 400.
+  auto done = [](const Expected<void>& result) {
+    return result ? no_content() : fault(result.error().message());
+  };
+  // /drives/{id}-style routes: the id checked, nothing after it.
+  auto with_id = [&](auto&& handler) -> HttpResponse {
+    auto id = resource_id(tokens);
+    if (!id) return fault(id.error().message());
+    if (tokens.size() > 2) return invalid_path(method, path);
+    return done(handler(*id));
+  };
+
+  if (method == "GET") {
+    if (has_body) return fault("GET request cannot have a body.");
+    if (tokens.empty()) {
+      route = Route::kGetRoot;
+      return {200, instance_info()};
+    }
+    if (first == "version" && tokens.size() == 1) {
+      route = Route::kGetVersion;
+      // The Firecracker API release whose shape hvz follows (clients gate
+      // features on it), and hvz's own version.
+      return ok_json(
+          {{"firecracker_version", kFirecrackerApiVersion}, {"hvz_version", hvz_version()}});
+    }
+    if (first == "machine-config" && tokens.size() == 1) {
+      route = Route::kGetMachineConfig;
+      return ok_json(to_json(config_.machine_config));
+    }
+    if (first == "vm" && tokens.size() == 2 && tokens[1] == "config") {
+      route = Route::kGetVmConfig;
+      return ok_json(vm_config_to_json_value(config_));
+    }
+  } else if (method == "PUT") {
+    if (!has_body) return fault("Empty PUT request.");
+    if (tokens.size() == 1) {
+      if (first == "actions") {
+        route = Route::kActions;
+        return done(put_actions(body));
+      }
+      if (first == "boot-source") {
+        route = Route::kPutBootSource;
+        return done(put_boot_source(body));
+      }
+      if (first == "machine-config") {
+        route = Route::kPutMachineConfig;
+        return done(put_machine_config(body, false));
+      }
+      if (first == "logger") {
+        route = Route::kPutLogger;
+        return done(put_logger(body));
+      }
+      if (first == "metrics") {
+        route = Route::kPutMetrics;
+        return done(put_metrics(body));
+      }
+      if (first == "serial") {
+        route = Route::kPutSerial;
+        return done(put_serial(body));
+      }
+      if (first == "entropy") {
+        route = Route::kPutEntropy;
+        return done(put_entropy(body));
+      }
+    }
+    if (first == "drives") {
+      route = Route::kPutDrive;
+      return with_id([&](const std::string& id) { return put_drive(id, body); });
+    }
+    if (first == "network-interfaces") {
+      route = Route::kPutNetworkInterface;
+      return with_id([&](const std::string& id) { return put_network_interface(id, body); });
+    }
+  } else if (method == "PATCH") {
+    if (!has_body) return fault("Empty PATCH request.");
+    if (first == "machine-config" && tokens.size() == 1) {
+      route = Route::kPatchMachineConfig;
+      return done(put_machine_config(body, true));
+    }
+    if (first == "vm" && tokens.size() == 1) {
+      route = Route::kPatchVm;
+      return done(patch_vm(body));
+    }
+    if (first == "drives") {
+      route = Route::kPatchDrive;
+      return with_id([&](const std::string& id) { return patch_drive(id, body); });
+    }
+    if (first == "network-interfaces") {
+      route = Route::kPatchNetworkInterface;
+      return with_id([&](const std::string& id) { return patch_network_interface(id, body); });
+    }
+  }
+  if (const auto* u = find_unsupported(method, first)) return fault(u->message);
+  return invalid_path(method, path);
+}
+
+std::string Controller::instance_info() const {
+  return dump_json({{"id", options_.instance_id},
+                    {"state", state_name(state())},
+                    {"vmm_version", hvz_version()},
+                    {"app_name", "hvz"}});
+}
+
+Expected<void> Controller::put_actions(const std::string& body) {
+  auto action = parse_enum_body(body, "actions", "action_type",
+                                {"InstanceStart", "SendCtrlAltDel", "FlushMetrics"});
+  if (!action) return tl::unexpected(action.error());
+  if (*action == "InstanceStart") {
+    if (started()) return invalid(kNotSupportedPostBoot);
+    return start_instance();
+  }
+  if (!started()) return invalid(kNotSupportedPreBoot);
+  if (*action == "SendCtrlAltDel") return backend_.send_ctrl_alt_del();
+  // FlushMetrics. Firecracker answers 204 without metrics configured
+  // (METRICS.write() reports "nothing written", not an error).
+  if (!config_.metrics) return {};
+  return backend_.flush_metrics();
+}
+
+Expected<void> Controller::start_instance() {
+  if (auto ok = config::validate(config_); !ok) return ok;
+  LOG_INFO("API: starting the microVM");
+  if (auto ok = backend_.start(config_); !ok) return ok;
+  state_.store(VmState::kRunning);
+  return {};
+}
+
+Expected<void> Controller::put_boot_source(const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto boot = parse_boot_source(*j, "boot-source");
+  if (!boot) return tl::unexpected(boot.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  if (boot->kernel_image_path.empty()) {
+    return invalid("boot-source.kernel_image_path: must not be empty");
+  }
+  if (options_.check_paths) {
+    if (auto ok = check_file("boot-source.kernel_image_path", boot->kernel_image_path, false);
+        !ok) {
+      return ok;
+    }
+    if (boot->initrd_path) {
+      if (auto ok = check_file("boot-source.initrd_path", *boot->initrd_path, false); !ok) {
+        return ok;
+      }
+    }
+  }
+  config_.boot_source = std::move(*boot);
+  return {};
+}
+
+Expected<void> Controller::put_machine_config(const std::string& body, bool patch) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  // Firecracker: a PATCH that changes nothing is an "Empty PATCH request.".
+  if (patch && j->is_object() &&
+      std::none_of(j->begin(), j->end(), [](const json& v) { return !v.is_null(); })) {
+    return invalid("Empty PATCH request.");
+  }
+  auto machine =
+      parse_machine_config(*j, "machine-config", patch ? &config_.machine_config : nullptr);
+  if (!machine) return tl::unexpected(machine.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  // virtio_mmio_cmdline is hvz's --virtio-mmio-cmdline: a PUT that does not
+  // name it leaves it alone rather than resetting it.
+  if (!patch && !j->contains("virtio_mmio_cmdline")) {
+    machine->virtio_mmio_cmdline = config_.machine_config.virtio_mmio_cmdline;
+  }
+  config::VmConfig probe;
+  probe.machine_config = *machine;
+  if (auto ok = validate_part(probe); !ok) return ok;
+  config_.machine_config = *machine;
+  return {};
+}
+
+Expected<void> Controller::put_drive(const std::string& id, const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto drive = parse_drive(*j, "drive");
+  if (!drive) return tl::unexpected(drive.error());
+  if (auto ok = check_id_match(id, drive->drive_id); !ok) return ok;
+  if (started()) return invalid(kNotSupportedPostBoot);
+
+  auto& drives = config_.drives;
+  const auto same = std::find_if(drives.begin(), drives.end(),
+                                 [&](const config::Drive& d) { return d.drive_id == id; });
+  const auto root = std::find_if(drives.begin(), drives.end(),
+                                 [](const config::Drive& d) { return d.is_root_device; });
+  // Firecracker's BlockBuilder::insert: one root, unless this replaces it.
+  if (drive->is_root_device && root != drives.end() && root != same) {
+    return invalid("A root block device already exists (drive '" + root->drive_id +
+                   "'): only one drive can have is_root_device true.");
+  }
+  if (drive->path_on_host.empty()) return invalid("drive.path_on_host: must not be empty");
+  if (options_.check_paths) {
+    if (auto ok = check_file("drive.path_on_host", drive->path_on_host, !drive->is_read_only);
+        !ok) {
+      return ok;
+    }
+  }
+  // A new drive goes last (the root drive first); a replaced one keeps its
+  // place, except that a root drive moves to the front.
+  std::vector<config::Drive> next = drives;
+  const auto index = static_cast<std::size_t>(same - drives.begin());
+  if (same != drives.end()) {
+    next[index] = *drive;
+    if (drive->is_root_device && index != 0) std::swap(next[0], next[index]);
+  } else if (drive->is_root_device) {
+    next.insert(next.begin(), *drive);
+  } else {
+    next.push_back(*drive);
+  }
+  config::VmConfig probe;
+  probe.drives = next;
+  if (auto ok = validate_part(probe); !ok) return ok;
+  drives = std::move(next);
+  return {};
+}
+
+Expected<void> Controller::patch_drive(const std::string& id, const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto update = parse_drive_update(*j, "drive");
+  if (!update) return tl::unexpected(update.error());
+  if (auto ok = check_id_match(id, update->drive_id); !ok) return ok;
+  if (!started()) return invalid(kNotSupportedPreBoot);
+  const auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
+                               [&](const config::Drive& d) { return d.drive_id == id; });
+  if (it == config_.drives.end()) return invalid("Invalid block device ID: no drive '" + id + "'.");
+  if (!update->path_on_host && !update->rate_limiter) {
+    return invalid("drive: nothing to update: give path_on_host and/or rate_limiter");
+  }
+  if (update->path_on_host && update->path_on_host->empty()) {
+    return invalid("drive.path_on_host: must not be empty");
+  }
+  if (auto ok = backend_.update_drive(id, update->path_on_host, update->rate_limiter); !ok) {
+    return ok;
+  }
+  if (update->path_on_host) it->path_on_host = *update->path_on_host;
+  if (update->rate_limiter)
+    it->rate_limiter = merge_limiter(it->rate_limiter, *update->rate_limiter);
+  return {};
+}
+
+Expected<void> Controller::put_network_interface(const std::string& id, const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto iface = parse_network_interface(*j, "network-interface");
+  if (!iface) return tl::unexpected(iface.error());
+  if (auto ok = check_id_match(id, iface->iface_id); !ok) return ok;
+  if (started()) return invalid(kNotSupportedPostBoot);
+
+  std::vector<config::NetworkInterface> next = config_.network_interfaces;
+  const auto same = std::find_if(next.begin(), next.end(), [&](const config::NetworkInterface& n) {
+    return n.iface_id == id;
+  });
+  // Firecracker's NetBuilder::build: a MAC address belongs to one interface.
+  if (iface->guest_mac) {
+    for (const auto& n : next) {
+      if (n.iface_id != id && n.guest_mac == iface->guest_mac) {
+        return invalid("The MAC address is already in use: " + config::format_mac(*n.guest_mac) +
+                       " (interface '" + n.iface_id + "').");
+      }
+    }
+  }
+  if (same != next.end()) {
+    *same = *iface;
+  } else {
+    next.push_back(*iface);
+  }
+  config::VmConfig probe;
+  probe.network_interfaces = next;
+  if (auto ok = validate_part(probe); !ok) return ok;
+  config_.network_interfaces = std::move(next);
+  return {};
+}
+
+Expected<void> Controller::patch_network_interface(const std::string& id, const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto update = parse_network_interface_update(*j, "network-interface");
+  if (!update) return tl::unexpected(update.error());
+  if (auto ok = check_id_match(id, update->iface_id); !ok) return ok;
+  if (!started()) return invalid(kNotSupportedPreBoot);
+  const auto it = std::find_if(config_.network_interfaces.begin(), config_.network_interfaces.end(),
+                               [&](const config::NetworkInterface& n) { return n.iface_id == id; });
+  if (it == config_.network_interfaces.end()) {
+    return invalid("Invalid network interface ID: no interface '" + id + "'.");
+  }
+  if (auto ok =
+          backend_.update_network_interface(id, update->rx_rate_limiter, update->tx_rate_limiter);
+      !ok) {
+    return ok;
+  }
+  if (update->rx_rate_limiter) {
+    it->rx_rate_limiter = merge_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
+  }
+  if (update->tx_rate_limiter) {
+    it->tx_rate_limiter = merge_limiter(it->tx_rate_limiter, *update->tx_rate_limiter);
+  }
+  return {};
+}
+
+Expected<void> Controller::patch_vm(const std::string& body) {
+  auto target = parse_enum_body(body, "vm", "state", {"Paused", "Resumed"});
+  if (!target) return tl::unexpected(target.error());
+  if (!started()) return invalid(kNotSupportedPreBoot);
+  // Pausing a paused VM or resuming a running one is a 204 that changes
+  // nothing (Firecracker's test_pause_resume).
+  if (*target == "Paused") {
+    if (state() == VmState::kPaused) return {};
+    if (auto ok = backend_.pause(); !ok) return ok;
+    state_.store(VmState::kPaused);
+    LOG_INFO("API: microVM paused");
+  } else {
+    if (state() == VmState::kRunning) return {};
+    if (auto ok = backend_.resume(); !ok) return ok;
+    state_.store(VmState::kRunning);
+    LOG_INFO("API: microVM resumed");
+  }
+  return {};
+}
+
+Expected<void> Controller::put_logger(const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto logger = parse_logger(*j, "logger", config_.logger.value_or(config::LoggerConfig{}));
+  if (!logger) return tl::unexpected(logger.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  if (auto ok = backend_.configure_logger(*logger); !ok) return ok;
+  config_.logger = std::move(*logger);
+  return {};
+}
+
+Expected<void> Controller::put_metrics(const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto m = parse_metrics(*j, "metrics");
+  if (!m) return tl::unexpected(m.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  if (auto ok = backend_.configure_metrics(*m); !ok) return ok;
+  config_.metrics = std::move(*m);
+  return {};
+}
+
+Expected<void> Controller::put_serial(const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto serial = parse_serial(*j, "serial");
+  if (!serial) return tl::unexpected(serial.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  config_.serial = std::move(*serial);
+  return {};
+}
+
+Expected<void> Controller::put_entropy(const std::string& body) {
+  auto j = parse_body(body);
+  if (!j) return tl::unexpected(j.error());
+  auto entropy = parse_entropy(*j, "entropy");
+  if (!entropy) return tl::unexpected(entropy.error());
+  if (started()) return invalid(kNotSupportedPostBoot);
+  config_.entropy = std::move(*entropy);
+  return {};
+}
+
+}  // namespace hvz::api

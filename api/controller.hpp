@@ -1,0 +1,132 @@
+// Controller: Firecracker's API semantics — paths, methods, JSON bodies,
+// status codes, pre-/post-boot rules and the instance state — on top of a
+// VmConfig being built and a Backend that runs the VM. HTTP-free: it maps an
+// HttpRequest to an HttpResponse, so it is tested without sockets, and the
+// HttpServer calls handle() one request at a time.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "api/http_server.hpp"
+#include "vmm/config/vm_config.hpp"
+
+namespace hvz::metrics {
+class Counter;
+class Summary;
+}  // namespace hvz::metrics
+
+namespace hvz::api {
+
+// hvz's version (the meson project version): GET / and GET /version.
+const char* hvz_version();
+
+enum class VmState { kNotStarted, kRunning, kPaused };
+// Firecracker's spelling: "Not started", "Running", "Paused".
+const char* state_name(VmState state);
+
+// What the controller asks of the VMM. VmBackend (api/vm_backend.hpp) builds
+// and runs a real Vm; unit tests use their own. Errors become 400s with the
+// error's message as fault_message.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Builds the VM from a validated `config` and starts its vCPUs.
+  virtual Expected<void> start(const config::VmConfig& config) = 0;
+  // Stops every vCPU (and device work) / lets them continue.
+  virtual Expected<void> pause() = 0;
+  virtual Expected<void> resume() = 0;
+  // Ctrl-Alt-Del through the i8042.
+  virtual Expected<void> send_ctrl_alt_del() = 0;
+  // Post-boot PATCH /drives/{id}: a new backing file (the guest sees the new
+  // capacity) and/or new rate limits; unset fields stay as they are.
+  virtual Expected<void> update_drive(const std::string& drive_id,
+                                      const std::optional<std::string>& path_on_host,
+                                      const std::optional<config::RateLimiterConfig>& limiter) = 0;
+  // Post-boot PATCH /network-interfaces/{id}: new rate limits.
+  virtual Expected<void> update_network_interface(
+      const std::string& iface_id, const std::optional<config::RateLimiterConfig>& rx,
+      const std::optional<config::RateLimiterConfig>& tx) = 0;
+  // PUT /logger, PUT /metrics, FlushMetrics.
+  virtual Expected<void> configure_logger(const config::LoggerConfig& logger) = 0;
+  virtual Expected<void> configure_metrics(const config::MetricsConfig& metrics) = 0;
+  virtual Expected<void> flush_metrics() = 0;
+};
+
+struct ControllerOptions {
+  std::string instance_id = "anonymous-instance";  // hvz --id
+  // PUT /boot-source and PUT /drives check that the files exist and are
+  // readable (writable for read-write drives), as Firecracker opens them
+  // there; off: only InstanceStart finds out.
+  bool check_paths = true;
+};
+
+class Controller {
+ public:
+  // `initial`: what --config-file gave (empty without one).
+  Controller(Backend& backend, ControllerOptions options, config::VmConfig initial = {});
+
+  HttpResponse handle(const HttpRequest& request);
+
+  // The VM was started outside the API (--config-file with --api-sock).
+  void mark_started() { state_.store(VmState::kRunning); }
+  VmState state() const { return state_.load(); }
+  // The configuration being built (pre-boot) or the one running, with
+  // post-boot updates; read it from the thread that calls handle().
+  const config::VmConfig& config() const { return config_; }
+
+  // Route classes, each with a latency summary "<name>_us" in the metrics
+  // group "api_server" (beside the counter "errors_4xx").
+  enum class Route : std::size_t {
+    kGetRoot,
+    kGetVersion,
+    kGetMachineConfig,
+    kGetVmConfig,
+    kActions,
+    kPutBootSource,
+    kPutMachineConfig,
+    kPatchMachineConfig,
+    kPutDrive,
+    kPatchDrive,
+    kPutNetworkInterface,
+    kPatchNetworkInterface,
+    kPatchVm,
+    kPutLogger,
+    kPutMetrics,
+    kPutSerial,
+    kPutEntropy,
+    kOther,  // unknown paths, unsupported features
+    kCount,
+  };
+  static const char* route_name(Route route);
+
+ private:
+  HttpResponse dispatch(const HttpRequest& request, Route& route);
+  Expected<void> put_actions(const std::string& body);
+  Expected<void> start_instance();
+  Expected<void> put_boot_source(const std::string& body);
+  Expected<void> put_machine_config(const std::string& body, bool patch);
+  Expected<void> put_drive(const std::string& id, const std::string& body);
+  Expected<void> patch_drive(const std::string& id, const std::string& body);
+  Expected<void> put_network_interface(const std::string& id, const std::string& body);
+  Expected<void> patch_network_interface(const std::string& id, const std::string& body);
+  Expected<void> patch_vm(const std::string& body);
+  Expected<void> put_logger(const std::string& body);
+  Expected<void> put_metrics(const std::string& body);
+  Expected<void> put_serial(const std::string& body);
+  Expected<void> put_entropy(const std::string& body);
+  std::string instance_info() const;
+  bool started() const { return state() != VmState::kNotStarted; }
+
+  Backend& backend_;
+  ControllerOptions options_;
+  config::VmConfig config_;
+  std::atomic<VmState> state_{VmState::kNotStarted};
+  std::array<metrics::Summary*, static_cast<std::size_t>(Route::kCount)> latency_{};
+  metrics::Counter* errors_4xx_ = nullptr;
+};
+
+}  // namespace hvz::api
