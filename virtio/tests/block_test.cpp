@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,10 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,8 +31,8 @@
 #include "virtio/block/request.hpp"
 #include "virtio/queue.hpp"
 #include "virtio/rate_limiter.hpp"
+#include "virtio/tests/support.hpp"
 #include "vmm/core/event_fd.hpp"
-#include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
@@ -490,148 +486,9 @@ constexpr GuestAddress kDescTable(0x1000);
 constexpr GuestAddress kAvailRing(0x2000);
 constexpr GuestAddress kUsedRing(0x3000);
 
-// Lays out desc/avail/used rings in guest memory and posts chains as a
-// driver would.
-class TestRing {
- public:
-  explicit TestRing(const GuestMemory& mem) : mem_(mem), queue_(kRingSize) {
-    queue_.set_desc_table(kDescTable);
-    queue_.set_avail_ring(kAvailRing);
-    queue_.set_used_ring(kUsedRing);
-    queue_.set_ready(true);
-    EXPECT_TRUE(queue_.validate(mem_));
-  }
-  Queue& queue() { return queue_; }
-
-  // Writes `descs` as a chain starting at the next free table slot and
-  // publishes its head. Returns the head.
-  std::uint16_t post(const std::vector<Descriptor>& descs) {
-    const std::uint16_t head = next_desc_;
-    for (std::size_t i = 0; i < descs.size(); ++i) {
-      const std::uint16_t idx = static_cast<std::uint16_t>((head + i) % kRingSize);
-      const bool last = i + 1 == descs.size();
-      put_desc(idx, descs[i].addr.value(), descs[i].len,
-               static_cast<std::uint16_t>((descs[i].device_writable ? kDescFlagWrite : 0) |
-                                          (last ? 0 : kDescFlagNext)),
-               static_cast<std::uint16_t>((idx + 1) % kRingSize));
-    }
-    next_desc_ = static_cast<std::uint16_t>((head + descs.size()) % kRingSize);
-    publish(head);
-    return head;
-  }
-  void put_desc(std::uint16_t idx, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-                std::uint16_t next) {
-    const GuestAddress d(kDescTable.value() + 16u * idx);
-    EXPECT_TRUE(mem_.write_obj<std::uint64_t>(d, addr));
-    EXPECT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(d.value() + 8), len));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 12), flags));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 14), next));
-  }
-  void publish(std::uint16_t head) {
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(
-        GuestAddress(kAvailRing.value() + 4 + 2u * (avail_idx_ % kRingSize)), head));
-    ++avail_idx_;
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(kAvailRing.value() + 2), avail_idx_));
-  }
-  std::uint16_t used_idx() const {
-    return *mem_.read_obj<std::uint16_t>(GuestAddress(kUsedRing.value() + 2));
-  }
-  // (id, len) of used element `i`.
-  std::pair<std::uint32_t, std::uint32_t> used(std::uint16_t i) const {
-    const GuestAddress e(kUsedRing.value() + 4 + 8u * (i % kRingSize));
-    return {*mem_.read_obj<std::uint32_t>(e),
-            *mem_.read_obj<std::uint32_t>(GuestAddress(e.value() + 4))};
-  }
-  // The used length reported for chain `head` (searched among the first n).
-  std::optional<std::uint32_t> used_len_of(std::uint16_t head, std::uint16_t n) const {
-    for (std::uint16_t i = 0; i < n; ++i) {
-      if (used(i).first == head) return used(i).second;
-    }
-    return std::nullopt;
-  }
-
- private:
-  const GuestMemory& mem_;
-  Queue queue_;
-  std::uint16_t next_desc_ = 0;
-  std::uint16_t avail_idx_ = 0;
-};
-
-class FakeInterrupt : public Interrupt {
- public:
-  Expected<void> signal_used_queue() override {
-    ++used;
-    return {};
-  }
-  Expected<void> signal_config_change() override {
-    ++config;
-    return {};
-  }
-  void set_needs_reset() override { ++needs_reset; }
-  std::atomic<int> used{0};
-  std::atomic<int> config{0};
-  std::atomic<int> needs_reset{0};
-};
-
-// A tiny level-triggered epoll EventLoop run by the test thread.
-class EpollLoop : public EventLoop {
- public:
-  EpollLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {}
-  Expected<void> add(int fd, std::uint32_t events, Callback cb) override {
-    std::lock_guard lock(mu_);
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll add");
-    callbacks_[fd] = std::move(cb);
-    return {};
-  }
-  Expected<void> modify(int fd, std::uint32_t events) override {
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return sys_error("epoll mod");
-    return {};
-  }
-  Expected<void> remove(int fd) override {
-    std::lock_guard lock(mu_);
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return sys_error("epoll del");
-    callbacks_.erase(fd);
-    return {};
-  }
-  std::size_t registered() {
-    std::lock_guard lock(mu_);
-    return callbacks_.size();
-  }
-  // Dispatches events until `done()` holds or `timeout` passes.
-  bool run_until(const std::function<bool()>& done,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      epoll_event ev{};
-      if (::epoll_wait(epfd_.get(), &ev, 1, 5) == 1) {
-        Callback cb;
-        {
-          std::lock_guard lock(mu_);
-          auto it = callbacks_.find(ev.data.fd);
-          if (it == callbacks_.end()) continue;
-          cb = it->second;
-        }
-        cb(kReadable);
-      }
-    }
-    return true;
-  }
-
- private:
-  static std::uint32_t to_epoll(std::uint32_t events) {
-    return ((events & kReadable) ? EPOLLIN : 0u) | ((events & kWritable) ? EPOLLOUT : 0u);
-  }
-  UniqueFd epfd_;
-  std::mutex mu_;
-  std::map<int, Callback> callbacks_;
-};
+using testing::EpollLoop;
+using testing::FakeInterrupt;
+using testing::TestRing;
 
 std::string engine_name(const ::testing::TestParamInfo<IoEngine>& info) {
   return to_string(info.param);
@@ -687,8 +544,8 @@ class BlockDeviceTest : public ::testing::TestWithParam<IoEngine> {
   TempFile file_{kDiskBytes};
   GuestMemory mem_ = make_memory();
   ChainBuilder chain_{mem_};
-  TestRing ring_{mem_};
-  EpollLoop loop_;
+  TestRing ring_{mem_, kDescTable.value(), kRingSize, kAvailRing.value() - kDescTable.value()};
+  EpollLoop loop_{std::chrono::seconds(20)};
   std::shared_ptr<FakeInterrupt> irq_ = std::make_shared<FakeInterrupt>();
   std::optional<EventFd> notify_;
   metrics::Group metrics_{"block_test"};

@@ -1,21 +1,16 @@
 // virtio-console: features and config, and the device moving bytes between
 // hand-built virtqueues and pipes/sockets through a small epoll EventLoop.
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -23,8 +18,8 @@
 
 #include "virtio/console/console_device.hpp"
 #include "virtio/queue.hpp"
+#include "virtio/tests/support.hpp"
 #include "vmm/core/event_fd.hpp"
-#include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
@@ -36,6 +31,7 @@ using namespace std::chrono_literals;
 
 constexpr std::uint64_t kMemSize = 4ull << 20;
 constexpr std::uint16_t kRingSize = 64;
+constexpr std::uint64_t kRingStride = 0x1000;  // desc table, avail and used rings 4 KiB apart
 constexpr std::uint64_t kBufferBase = 0x10000;
 
 GuestMemory make_memory() {
@@ -44,162 +40,9 @@ GuestMemory make_memory() {
   return std::move(*m);
 }
 
-// Lays out desc/avail/used rings at `base` in guest memory and posts chains
-// as a driver would.
-class TestRing {
- public:
-  TestRing(const GuestMemory& mem, std::uint64_t base)
-      : mem_(mem), desc_(base), avail_(base + 0x1000), used_(base + 0x2000), queue_(kRingSize) {
-    queue_.set_desc_table(GuestAddress(desc_));
-    queue_.set_avail_ring(GuestAddress(avail_));
-    queue_.set_used_ring(GuestAddress(used_));
-    queue_.set_ready(true);
-    EXPECT_TRUE(queue_.validate(mem_));
-  }
-  Queue& queue() { return queue_; }
-
-  std::uint16_t post(const std::vector<Descriptor>& descs) {
-    const std::uint16_t head = next_desc_;
-    for (std::size_t i = 0; i < descs.size(); ++i) {
-      const std::uint16_t idx = static_cast<std::uint16_t>((head + i) % kRingSize);
-      const bool last = i + 1 == descs.size();
-      put_desc(idx, descs[i].addr.value(), descs[i].len,
-               static_cast<std::uint16_t>((descs[i].device_writable ? kDescFlagWrite : 0) |
-                                          (last ? 0 : kDescFlagNext)),
-               static_cast<std::uint16_t>((idx + 1) % kRingSize));
-    }
-    next_desc_ = static_cast<std::uint16_t>((head + descs.size()) % kRingSize);
-    publish(head);
-    return head;
-  }
-  void put_desc(std::uint16_t idx, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-                std::uint16_t next) {
-    const std::uint64_t d = desc_ + 16u * idx;
-    EXPECT_TRUE(mem_.write_obj<std::uint64_t>(GuestAddress(d), addr));
-    EXPECT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(d + 8), len));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d + 12), flags));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d + 14), next));
-  }
-  void publish(std::uint16_t head) {
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(
-        GuestAddress(avail_ + 4 + 2u * (avail_idx_ % kRingSize)), head));
-    ++avail_idx_;
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(avail_ + 2), avail_idx_));
-  }
-  std::uint16_t used_idx() const { return *mem_.read_obj<std::uint16_t>(GuestAddress(used_ + 2)); }
-  // (id, len) of used element `i`.
-  std::pair<std::uint32_t, std::uint32_t> used(std::uint16_t i) const {
-    const std::uint64_t e = used_ + 4 + 8u * (i % kRingSize);
-    return {*mem_.read_obj<std::uint32_t>(GuestAddress(e)),
-            *mem_.read_obj<std::uint32_t>(GuestAddress(e + 4))};
-  }
-
- private:
-  const GuestMemory& mem_;
-  std::uint64_t desc_;
-  std::uint64_t avail_;
-  std::uint64_t used_;
-  Queue queue_;
-  std::uint16_t next_desc_ = 0;
-  std::uint16_t avail_idx_ = 0;
-};
-
-class FakeInterrupt : public Interrupt {
- public:
-  Expected<void> signal_used_queue() override {
-    ++used;
-    return {};
-  }
-  Expected<void> signal_config_change() override {
-    ++config;
-    return {};
-  }
-  void set_needs_reset() override { ++needs_reset; }
-  std::atomic<int> used{0};
-  std::atomic<int> config{0};
-  std::atomic<int> needs_reset{0};
-};
-
-// A tiny level-triggered epoll EventLoop run by the test thread; it reports
-// the real readiness (HUP/ERR as readable, like the VMM's loop) and counts
-// dispatches per fd so a spinning device shows.
-class EpollLoop : public EventLoop {
- public:
-  EpollLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {}
-  Expected<void> add(int fd, std::uint32_t events, Callback cb) override {
-    std::lock_guard lock(mu_);
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll add");
-    callbacks_[fd] = std::make_shared<Callback>(std::move(cb));
-    return {};
-  }
-  Expected<void> modify(int fd, std::uint32_t events) override {
-    std::lock_guard lock(mu_);
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return sys_error("epoll mod");
-    return {};
-  }
-  Expected<void> remove(int fd) override {
-    std::lock_guard lock(mu_);
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return sys_error("epoll del");
-    callbacks_.erase(fd);
-    return {};
-  }
-  bool registered(int fd) {
-    std::lock_guard lock(mu_);
-    return callbacks_.count(fd) != 0;
-  }
-  std::size_t registered_count() {
-    std::lock_guard lock(mu_);
-    return callbacks_.size();
-  }
-  int dispatches(int fd) {
-    std::lock_guard lock(mu_);
-    return dispatches_[fd];
-  }
-  // Dispatches events until `done()` holds or `timeout` passes.
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      poll_once();
-    }
-    return true;
-  }
-  void run_for(std::chrono::milliseconds duration) {
-    const auto deadline = std::chrono::steady_clock::now() + duration;
-    while (std::chrono::steady_clock::now() < deadline) poll_once();
-  }
-
- private:
-  void poll_once() {
-    epoll_event ev{};
-    if (::epoll_wait(epfd_.get(), &ev, 1, 5) != 1) return;
-    std::shared_ptr<Callback> cb;
-    {
-      std::lock_guard lock(mu_);
-      auto it = callbacks_.find(ev.data.fd);
-      if (it == callbacks_.end()) return;
-      cb = it->second;
-      ++dispatches_[ev.data.fd];
-    }
-    std::uint32_t ready = 0;
-    if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ready |= kReadable;
-    if (ev.events & EPOLLOUT) ready |= kWritable;
-    (*cb)(ready);
-  }
-  static std::uint32_t to_epoll(std::uint32_t events) {
-    return ((events & kReadable) ? EPOLLIN : 0u) | ((events & kWritable) ? EPOLLOUT : 0u);
-  }
-  UniqueFd epfd_;
-  std::mutex mu_;
-  std::map<int, std::shared_ptr<Callback>> callbacks_;
-  std::map<int, int> dispatches_;
-};
+using testing::EpollLoop;
+using testing::FakeInterrupt;
+using testing::TestRing;
 
 struct Pipe {
   UniqueFd read;
@@ -271,8 +114,8 @@ class ConsoleDeviceTest : public ::testing::Test {
   Pipe out_;
   Pipe in_;
   GuestMemory mem_ = make_memory();
-  TestRing rx_{mem_, 0x1000};
-  TestRing tx_{mem_, 0x4000};
+  TestRing rx_{mem_, 0x1000, kRingSize, kRingStride};
+  TestRing tx_{mem_, 0x4000, kRingSize, kRingStride};
   std::uint64_t next_ = kBufferBase;
   EpollLoop loop_;
   std::shared_ptr<FakeInterrupt> irq_ = std::make_shared<FakeInterrupt>();
@@ -550,17 +393,17 @@ TEST_F(ConsoleDeviceTest, ResetUnregistersEverythingAndCanReactivate) {
   activate();
   loop_.run_for(10ms);
   EXPECT_TRUE(loop_.registered(in_.read.get()));
-  EXPECT_EQ(loop_.registered_count(), 3u);  // two notify fds and the input
+  EXPECT_EQ(loop_.registered(), 3u);  // two notify fds and the input
   device_->reset();
-  EXPECT_EQ(loop_.registered_count(), 0u);
+  EXPECT_EQ(loop_.registered(), 0u);
   // A pending notify after reset does nothing (nothing is registered).
   notify_tx();
   loop_.run_for(10ms);
 
   rx_.queue().reset();
   tx_.queue().reset();
-  TestRing rx2(mem_, 0x1000);
-  TestRing tx2(mem_, 0x4000);
+  TestRing rx2(mem_, 0x1000, kRingSize, kRingStride);
+  TestRing tx2(mem_, 0x4000, kRingSize, kRingStride);
   (void)tx_notify_->consume();
   // The driver re-initialises its rings before activating again.
   ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(0x4000 + 0x2000 + 2), 0));
@@ -579,12 +422,12 @@ TEST_F(ConsoleDeviceTest, WithoutInputOnlyNotifyFdsArePolled) {
   create(out_.write.get(), -1);
   activate();
   loop_.run_for(10ms);
-  EXPECT_EQ(loop_.registered_count(), 2u);
+  EXPECT_EQ(loop_.registered(), 2u);
   rx_.post({writable(16)});
   notify_rx();
   loop_.run_for(20ms);
   EXPECT_EQ(rx_.used_idx(), 0);
-  EXPECT_EQ(loop_.registered_count(), 2u);
+  EXPECT_EQ(loop_.registered(), 2u);
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
-#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -18,13 +17,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -33,8 +28,8 @@
 #include "virtio/net/net_device.hpp"
 #include "virtio/net/tap.hpp"
 #include "virtio/queue.hpp"
+#include "virtio/tests/support.hpp"
 #include "vmm/core/event_fd.hpp"
-#include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
@@ -70,144 +65,11 @@ SocketPair make_pair() {
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-// --- Rings in guest memory, as a driver lays them out. ---
+// --- Rings in guest memory (16 entries), an interrupt and an epoll loop. ---
 
-constexpr std::uint16_t kRingSize = 16;
-
-class TestRing {
- public:
-  TestRing(const GuestMemory& mem, std::uint64_t base)
-      : mem_(mem), desc_(base), avail_(base + 0x400), used_(base + 0x800), queue_(kRingSize) {
-    queue_.set_size(kRingSize);
-    queue_.set_desc_table(desc_);
-    queue_.set_avail_ring(avail_);
-    queue_.set_used_ring(used_);
-    queue_.set_ready(true);
-    EXPECT_TRUE(queue_.validate(mem_));
-  }
-  Queue& queue() { return queue_; }
-
-  std::uint16_t post(const std::vector<Descriptor>& descs) {
-    const std::uint16_t head = next_desc_;
-    for (std::size_t i = 0; i < descs.size(); ++i) {
-      const auto idx = static_cast<std::uint16_t>((head + i) % kRingSize);
-      const bool last = i + 1 == descs.size();
-      put_desc(idx, descs[i].addr.value(), descs[i].len,
-               static_cast<std::uint16_t>((descs[i].device_writable ? kDescFlagWrite : 0) |
-                                          (last ? 0 : kDescFlagNext)),
-               static_cast<std::uint16_t>((idx + 1) % kRingSize));
-    }
-    next_desc_ = static_cast<std::uint16_t>((head + descs.size()) % kRingSize);
-    publish(head);
-    return head;
-  }
-  void put_desc(std::uint16_t idx, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-                std::uint16_t next) {
-    const GuestAddress d(desc_.value() + 16u * idx);
-    EXPECT_TRUE(mem_.write_obj<std::uint64_t>(d, addr));
-    EXPECT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(d.value() + 8), len));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 12), flags));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 14), next));
-  }
-  void publish(std::uint16_t head) {
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(
-        GuestAddress(avail_.value() + 4 + 2u * (avail_idx_ % kRingSize)), head));
-    ++avail_idx_;
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(avail_.value() + 2), avail_idx_));
-  }
-  std::uint16_t used_idx() const {
-    return *mem_.read_obj<std::uint16_t>(GuestAddress(used_.value() + 2));
-  }
-  std::pair<std::uint32_t, std::uint32_t> used(std::uint16_t i) const {
-    const GuestAddress e(used_.value() + 4 + 8u * (i % kRingSize));
-    return {*mem_.read_obj<std::uint32_t>(e),
-            *mem_.read_obj<std::uint32_t>(GuestAddress(e.value() + 4))};
-  }
-
- private:
-  const GuestMemory& mem_;
-  GuestAddress desc_;
-  GuestAddress avail_;
-  GuestAddress used_;
-  Queue queue_;
-  std::uint16_t next_desc_ = 0;
-  std::uint16_t avail_idx_ = 0;
-};
-
-class FakeInterrupt : public Interrupt {
- public:
-  Expected<void> signal_used_queue() override {
-    ++used;
-    return {};
-  }
-  Expected<void> signal_config_change() override {
-    ++config;
-    return {};
-  }
-  void set_needs_reset() override { ++needs_reset; }
-  std::atomic<int> used{0};
-  std::atomic<int> config{0};
-  std::atomic<int> needs_reset{0};
-};
-
-// A tiny level-triggered epoll EventLoop run by the test thread; counts
-// the callbacks it dispatches.
-class EpollLoop : public EventLoop {
- public:
-  EpollLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {}
-  Expected<void> add(int fd, std::uint32_t events, Callback cb) override {
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll add");
-    callbacks_[fd] = std::move(cb);
-    return {};
-  }
-  Expected<void> modify(int fd, std::uint32_t events) override {
-    epoll_event ev{};
-    ev.events = to_epoll(events);
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return sys_error("epoll mod");
-    return {};
-  }
-  Expected<void> remove(int fd) override {
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return sys_error("epoll del");
-    callbacks_.erase(fd);
-    return {};
-  }
-  bool has(int fd) const { return callbacks_.count(fd) != 0; }
-  std::size_t registered() const { return callbacks_.size(); }
-  int dispatched() const { return dispatched_; }
-
-  bool run_until(const std::function<bool()>& done,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      epoll_event ev{};
-      if (::epoll_wait(epfd_.get(), &ev, 1, 5) == 1) {
-        auto it = callbacks_.find(ev.data.fd);
-        if (it == callbacks_.end()) continue;
-        Callback cb = it->second;  // the callback may remove itself
-        ++dispatched_;
-        cb(kReadable);
-      }
-    }
-    return true;
-  }
-  // Dispatches whatever is ready for `span`.
-  void run_for(std::chrono::milliseconds span) {
-    run_until([] { return false; }, span);
-  }
-
- private:
-  static std::uint32_t to_epoll(std::uint32_t events) {
-    return ((events & kReadable) ? EPOLLIN : 0u) | ((events & kWritable) ? EPOLLOUT : 0u);
-  }
-  UniqueFd epfd_;
-  std::map<int, Callback> callbacks_;
-  int dispatched_ = 0;
-};
+using testing::EpollLoop;
+using testing::FakeInterrupt;
+using testing::TestRing;
 
 class NetDeviceTest : public ::testing::Test {
  protected:

@@ -1,27 +1,23 @@
 // virtio-rng: the device filling hand-built request chains from getrandom(2)
 // or a fake source, malformed requests, and rate limiting through its
 // timerfd, driven by a small epoll EventLoop on the test thread.
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <map>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "virtio/queue.hpp"
 #include "virtio/rng/rng_device.hpp"
+#include "virtio/tests/support.hpp"
 #include "vmm/core/event_fd.hpp"
-#include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
@@ -34,123 +30,9 @@ using Bytes = std::vector<std::uint8_t>;
 
 constexpr std::uint16_t kRingSize = 16;
 
-class TestRing {
- public:
-  TestRing(const GuestMemory& mem, std::uint64_t base)
-      : mem_(mem), desc_(base), avail_(base + 0x400), used_(base + 0x800), queue_(kRingSize) {
-    queue_.set_desc_table(desc_);
-    queue_.set_avail_ring(avail_);
-    queue_.set_used_ring(used_);
-    queue_.set_ready(true);
-    EXPECT_TRUE(queue_.validate(mem_));
-  }
-  Queue& queue() { return queue_; }
-
-  std::uint16_t post(const std::vector<Descriptor>& descs) {
-    const std::uint16_t head = next_desc_;
-    for (std::size_t i = 0; i < descs.size(); ++i) {
-      const auto idx = static_cast<std::uint16_t>((head + i) % kRingSize);
-      const bool last = i + 1 == descs.size();
-      put_desc(idx, descs[i].addr.value(), descs[i].len,
-               static_cast<std::uint16_t>((descs[i].device_writable ? kDescFlagWrite : 0) |
-                                          (last ? 0 : kDescFlagNext)),
-               static_cast<std::uint16_t>((idx + 1) % kRingSize));
-    }
-    next_desc_ = static_cast<std::uint16_t>((head + descs.size()) % kRingSize);
-    publish(head);
-    return head;
-  }
-  void put_desc(std::uint16_t idx, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-                std::uint16_t next) {
-    const GuestAddress d(desc_.value() + 16u * idx);
-    EXPECT_TRUE(mem_.write_obj<std::uint64_t>(d, addr));
-    EXPECT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(d.value() + 8), len));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 12), flags));
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(d.value() + 14), next));
-  }
-  void publish(std::uint16_t head) {
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(
-        GuestAddress(avail_.value() + 4 + 2u * (avail_idx_ % kRingSize)), head));
-    ++avail_idx_;
-    EXPECT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(avail_.value() + 2), avail_idx_));
-  }
-  std::uint16_t used_idx() const {
-    return *mem_.read_obj<std::uint16_t>(GuestAddress(used_.value() + 2));
-  }
-  std::pair<std::uint32_t, std::uint32_t> used(std::uint16_t i) const {
-    const GuestAddress e(used_.value() + 4 + 8u * (i % kRingSize));
-    return {*mem_.read_obj<std::uint32_t>(e),
-            *mem_.read_obj<std::uint32_t>(GuestAddress(e.value() + 4))};
-  }
-
- private:
-  const GuestMemory& mem_;
-  GuestAddress desc_;
-  GuestAddress avail_;
-  GuestAddress used_;
-  Queue queue_;
-  std::uint16_t next_desc_ = 0;
-  std::uint16_t avail_idx_ = 0;
-};
-
-class FakeInterrupt : public Interrupt {
- public:
-  Expected<void> signal_used_queue() override {
-    ++used;
-    return {};
-  }
-  Expected<void> signal_config_change() override { return {}; }
-  void set_needs_reset() override { ++needs_reset; }
-  std::atomic<int> used{0};
-  std::atomic<int> needs_reset{0};
-};
-
-// A level-triggered epoll EventLoop run by the test thread; counts the
-// callbacks it dispatches (a spinning device shows).
-class EpollLoop : public EventLoop {
- public:
-  EpollLoop() : epfd_(::epoll_create1(EPOLL_CLOEXEC)) {}
-  Expected<void> add(int fd, std::uint32_t events, Callback cb) override {
-    epoll_event ev{};
-    ev.events = (events & kReadable) ? EPOLLIN : 0u;
-    ev.data.fd = fd;
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll add");
-    callbacks_[fd] = std::move(cb);
-    return {};
-  }
-  Expected<void> modify(int, std::uint32_t) override { return {}; }
-  Expected<void> remove(int fd) override {
-    if (::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return sys_error("epoll del");
-    callbacks_.erase(fd);
-    return {};
-  }
-  std::size_t registered() const { return callbacks_.size(); }
-  int dispatched() const { return dispatched_; }
-
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      epoll_event ev{};
-      if (::epoll_wait(epfd_.get(), &ev, 1, 5) == 1) {
-        auto it = callbacks_.find(ev.data.fd);
-        if (it == callbacks_.end()) continue;
-        Callback cb = it->second;
-        ++dispatched_;
-        cb(kReadable);
-      }
-    }
-    return true;
-  }
-  void run_for(std::chrono::milliseconds span) {
-    run_until([] { return false; }, span);
-  }
-
- private:
-  UniqueFd epfd_;
-  std::map<int, Callback> callbacks_;
-  int dispatched_ = 0;
-};
+using testing::EpollLoop;
+using testing::FakeInterrupt;
+using testing::TestRing;
 
 std::uint64_t metric(const char* name) {
   return metrics::registry().group("entropy").counter(name).value();
@@ -162,7 +44,7 @@ class RngTest : public ::testing::Test {
     auto m = GuestMemory::create({{GuestAddress(0), 0x100000}});
     ASSERT_TRUE(m) << m.error().message();
     mem_.emplace(std::move(*m));
-    ring_.emplace(*mem_, 0x1000);
+    ring_.emplace(*mem_, 0x1000, kRingSize);
     auto e = EventFd::create();
     ASSERT_TRUE(e);
     notify_.emplace(std::move(*e));
@@ -366,7 +248,7 @@ TEST_F(RngTest, MalformedRingSetsNeedsResetOnceAndStops) {
   // A reset and a fresh queue bring it back.
   device_->reset();
   EXPECT_EQ(loop_.registered(), 0u);
-  ring_.emplace(*mem_, 0x3000);
+  ring_.emplace(*mem_, 0x3000, kRingSize);
   const Descriptor e = buffer(8);
   ring_->post({e});
   activate();
