@@ -6,15 +6,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-// GCC 12 with -fsanitize=address reports -Wmaybe-uninitialized inside
-// Beast's boost::optional uses (a false positive); keep -Werror for the rest.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#pragma GCC diagnostic pop
+#include "api/beast.hpp"
 
 #include <cerrno>
 

@@ -28,20 +28,7 @@
 #include <unordered_set>
 #include <utility>
 
-// GCC 12 with -fsanitize=address reports -Wmaybe-uninitialized inside
-// Beast's boost::optional uses (a false positive); -Werror stays for the rest.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
-
-#pragma GCC diagnostic pop
+#include "api/beast.hpp"
 
 #include <nlohmann/json.hpp>
 
