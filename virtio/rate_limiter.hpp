@@ -24,6 +24,12 @@ struct TokenBucketParams {
   std::uint64_t refill_time_ms = 0;  // time to refill `size` from empty; 0 = unlimited
 };
 
+// A RateLimiter's two buckets, as devices take them; unset = unlimited.
+struct RateLimits {
+  std::optional<TokenBucketParams> bandwidth;
+  std::optional<TokenBucketParams> ops;
+};
+
 class RateLimiter {
  public:
   using Clock = std::chrono::steady_clock;

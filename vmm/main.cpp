@@ -199,7 +199,6 @@ int main(int argc, char** argv) {
     LOG_INFO("API listening on %s", api_sock.c_str());
   }
   if (boot_now) {
-    if (auto r = hvz::config::validate(config); !r) return fail(r.error().message());
     if (auto r = (*backend)->start(config); !r) return fail(r.error().message());
     controller.mark_started();
   }

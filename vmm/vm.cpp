@@ -109,7 +109,7 @@ config::RateLimiterConfig merge_limits(const std::optional<config::RateLimiterCo
 }
 
 // A config rate limiter as a device's two token buckets.
-virtio::net::RateLimits rate_limits(const std::optional<config::RateLimiterConfig>& c) {
+virtio::RateLimits rate_limits(const std::optional<config::RateLimiterConfig>& c) {
   if (!c) return {};
   return {bucket_params(c->bandwidth), bucket_params(c->ops)};
 }
@@ -336,7 +336,7 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
     if (!r) return r;
   }
   if (config.entropy) {
-    const virtio::net::RateLimits l = rate_limits(config.entropy->rate_limiter);
+    const virtio::RateLimits l = rate_limits(config.entropy->rate_limiter);
     auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(l.bandwidth, l.ops));
     if (!r) return r;
   }

@@ -73,7 +73,6 @@ class Vm {
   // callbacks are held; resume() continues where the guest was.
   void pause();
   void resume();
-  bool paused() const { return paused_.load(); }
   // Ctrl-Alt-Del through the i8042 (the guest usually reboots).
   Expected<void> send_ctrl_alt_del();
   // Runtime updates (the API's PATCH): a drive's backing file and/or rate

@@ -79,12 +79,6 @@ inline constexpr std::uint8_t kGsoTypeNone = 0;
 
 using MacAddress = std::array<std::uint8_t, 6>;
 
-// A RateLimiter's two buckets; unset = unlimited.
-struct RateLimits {
-  std::optional<TokenBucketParams> bandwidth;
-  std::optional<TokenBucketParams> ops;
-};
-
 class NetDevice : public VirtioDevice {
  public:
   // Counters since construction. Frames and bytes count delivered frames,
