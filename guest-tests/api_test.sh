@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # API guest test: Firecracker's getting-started sequence with plain
 # `curl --unix-socket` (PUT /boot-source, /drives/rootfs, /machine-config,
-# InstanceStart), then on the running guest (which prints a counter every
-# 100 ms): GET / says Running; 100 concurrent clients hammer GET / with no
-# failed request while the counter keeps going; PATCH /vm Paused stops the
+# InstanceStart; the root drive on io_uring, a virtio-rng, metrics to a
+# file), then on the running guest (which prints a counter every 100 ms):
+# GET / says Running; FlushMetrics shows block reads, entropy and vCPU
+# exits; PATCH /drives takes a rate limiter; 100 concurrent clients hammer
+# GET / with no failed request while the counter keeps going; PATCH /vm Paused stops the
 # console output dead and Resumed continues the same count; pre-boot calls
 # are refused; SendCtrlAltDel makes the guest reboot, which ends hvz with 0.
 # Then the same through hvzctl (run, ls, pause, resume, stop).
@@ -79,8 +81,10 @@ expect 204 PUT /boot-source "{\"kernel_image_path\": \"$HVZ_GUEST_IMAGES/vmlinuz
   \"initrd_path\": \"$HVZ_GUEST_IMAGES/initramfs.cpio.gz\",
   \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off quiet hvz.action=counter\"}"
 expect 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$img\",
-  \"is_root_device\": true, \"is_read_only\": false}"
+  \"is_root_device\": true, \"is_read_only\": false, \"io_engine\": \"Async\"}"
 expect 204 PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 256}'
+expect 204 PUT /entropy '{}'
+expect 204 PUT /metrics "{\"metrics_path\": \"$work/metrics.json\"}"
 expect 400 PATCH /vm '{"state": "Paused"}'  # not started yet
 start=$SECONDS
 expect 204 PUT /actions '{"action_type": "InstanceStart"}'
@@ -89,6 +93,21 @@ echo "InstanceStart accepted; GET / says Running"
 wait_count_above 5 300
 echo "guest counter running after $((SECONDS - start)) s"
 grep -q "hvz-guest: rootfs /dev/vda" "$work/out" || fail "the guest's root is not /dev/vda"
+grep -q "hvz-guest: hwrng virtio_rng" "$work/out" || fail "the guest has no virtio-rng"
+
+# Metrics: the root was read through io_uring, the guest took entropy, the
+# vCPU exited; a live rate-limit update is taken.
+expect 204 PUT /actions '{"action_type": "FlushMetrics"}'
+/usr/bin/python3 - "$work/metrics.json" <<'PY' || fail "metrics: $(tail -c 600 "$work/metrics.json")"
+import json, sys
+line = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert line["block_rootfs"]["read_bytes"] > 0, "no block reads"
+assert line["entropy"]["entropy_bytes"] > 0, "no entropy"
+assert line["vcpu"]["exit_io_out"] > 0, "no vcpu exits"
+PY
+expect 204 PATCH /drives/rootfs '{"drive_id": "rootfs",
+  "rate_limiter": {"bandwidth": {"size": 104857600, "refill_time": 100}}}'
+echo "io_uring root drive, virtio-rng and metrics (FlushMetrics) work; PATCH /drives takes a limiter"
 
 # Post-boot rules.
 expect 400 PUT /actions '{"action_type": "InstanceStart"}'
