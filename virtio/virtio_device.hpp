@@ -14,6 +14,7 @@
 #include "vmm/core/error.hpp"
 #include "vmm/core/event_loop.hpp"
 #include "vmm/core/guest_memory.hpp"
+#include "vmm/core/log.hpp"
 
 namespace hvz::virtio {
 
@@ -49,6 +50,19 @@ struct ActiveQueue {
   Queue* queue;
   int notify_fd;
 };
+
+// A device met a driver error it cannot recover from: it stops its queues
+// (the caller's part), and this logs why and asks the driver for a reset
+// (DEVICE_NEEDS_RESET). `limit` must outlive activations: a guest cycling
+// reset -> bad ring -> DRIVER_OK would otherwise write a line per cycle.
+inline void report_needs_reset(log::RateLimit& limit, const char* device, const char* what,
+                               const Error& err, Interrupt& interrupt) {
+  if (limit.allow()) {
+    LOG_ERROR("%s: %s: %s; stopped until the driver resets the device", device, what,
+              err.message().c_str());
+  }
+  interrupt.set_needs_reset();
+}
 
 class VirtioDevice {
  public:

@@ -28,6 +28,11 @@ constexpr unsigned kMaxRetries = 64;
 constexpr auto kSubmitRetry = std::chrono::milliseconds(1);
 // The shortest wait for the rate limiter's tokens.
 constexpr auto kMinThrottleWait = std::chrono::microseconds(100);
+// Work started per wake-up of the I/O thread: a guest that refills its ring
+// as fast as it drains gets at most this much before the thread looks at
+// stop, swap and the ring's completions again (it wakes itself to go on).
+constexpr std::uint32_t kBatchRequests = 64;
+constexpr std::uint64_t kBatchBytes = 16ull << 20;
 
 template <typename T>
 void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T value) {
@@ -340,9 +345,7 @@ void BlockDevice::wait_for_events() {
 void BlockDevice::mark_broken(const char* what, const Error& err) {
   if (broken_) return;
   broken_ = true;
-  LOG_ERROR("virtio-blk: %s: %s; the queue is stopped until the driver resets the device", what,
-            err.message().c_str());
-  interrupt_->set_needs_reset();
+  report_needs_reset(broken_log_, "virtio-blk", what, err, *interrupt_);
 }
 
 bool BlockDevice::signal_if_needed() {
@@ -378,9 +381,18 @@ void BlockDevice::push_used(std::uint16_t head, std::uint32_t len) {
 }
 
 void BlockDevice::process_queue() {
-  while (!broken_) {
+  std::uint32_t requests = 0;
+  std::uint64_t bytes = 0;
+  while (!broken_ && !stop_.load()) {
+    if (requests >= kBatchRequests || bytes >= kBatchBytes) {
+      // Budget spent: come back after the checks of worker_main().
+      if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
+      return;
+    }
     if (throttled_) {
       if (!start(*throttled_)) return;  // woken again when the tokens are there
+      ++requests;
+      bytes += throttled_->prepared.request.data_len;
       throttled_.reset();
       throttled_until_.reset();
       continue;
@@ -404,6 +416,7 @@ void BlockDevice::process_queue() {
       if (*more) continue;
       return;
     }
+    ++requests;
     DescriptorChain chain = std::move(**popped);
     auto prepared = prepare_request(*mem_, chain, limits_);
     if (!prepared) {
@@ -415,6 +428,7 @@ void BlockDevice::process_queue() {
       throttled_.emplace(std::move(work));
       return;
     }
+    bytes += work.prepared.request.data_len;
   }
 }
 

@@ -15,6 +15,9 @@
 // ring's completion eventfd (kAsync) and, when the rate limiter refused a
 // request, a timeout until the tokens are there. A slow disk therefore
 // stalls only this device's I/O thread, never the event loop or a vCPU.
+// Each wake-up starts a bounded batch of requests (a count and a byte
+// budget) and looks at the stop flag before every request, so a driver
+// that refills the ring as fast as it drains cannot keep reset() waiting.
 // The loop callback holds only the shared wake-up eventfd, not the device,
 // so a callback racing with reset() touches nothing freed.
 //
@@ -237,6 +240,8 @@ class BlockDevice : public VirtioDevice {
   std::uint32_t in_flight_ = 0;
   std::uint32_t unsignalled_ = 0;
   log::RateLimit request_log_;
+  // Survives resets: one line per activation would let a guest flood the log.
+  log::RateLimit broken_log_{4};
 
   std::mutex swap_mu_;
   std::condition_variable swap_cv_;

@@ -17,6 +17,11 @@ namespace {
 // writev/readv accept at most IOV_MAX segments; a longer chain is written
 // in several calls.
 constexpr std::size_t kMaxIov = IOV_MAX;
+// Output handled per wake-up of the loop: a guest that refills the
+// transmit ring as fast as it drains delays the loop's other fds (and a
+// reset waiting for this callback) by one batch, never forever.
+constexpr std::uint32_t kTxBatchChains = 64;
+constexpr std::uint64_t kTxBatchBytes = 1ull << 20;
 
 template <typename T>
 void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T value) {
@@ -105,6 +110,7 @@ Expected<void> ConsoleDevice::activate(const GuestMemory& mem, std::vector<Activ
     output_is_socket_ = true;
     pending_.reset();
     pending_offset_ = 0;
+    output_blocked_ = false;
     registered_.clear();
   }
 
@@ -117,6 +123,7 @@ Expected<void> ConsoleDevice::activate(const GuestMemory& mem, std::vector<Activ
     if (fd < 0) continue;
     r = loop.add(fd, EventLoop::kReadable, [this, guard, fd = fd, is_tx = is_tx](std::uint32_t) {
       drain_eventfd(fd);
+      if (guard->stopping.load()) return;
       std::lock_guard lock(guard->mu);
       if (!guard->active) return;
       if (is_tx) {
@@ -156,6 +163,10 @@ void ConsoleDevice::reset() {
   std::vector<int> fds;
   EventLoop* loop = nullptr;
   {
+    // First, without the lock: a callback in the middle of a batch stops
+    // after its current chain instead of finishing the batch, and no new
+    // one takes the lock before us.
+    guard_->stopping.store(true);
     std::lock_guard lock(guard_->mu);
     guard_->active = false;
     loop = loop_;
@@ -178,6 +189,7 @@ void ConsoleDevice::reset() {
     rx_starved_ = false;
     pending_.reset();
     pending_offset_ = 0;
+    output_blocked_ = false;
     registered_.clear();
   }
   // Outside the guard: the loop's remove() waits for a running callback,
@@ -216,9 +228,7 @@ void ConsoleDevice::mark_broken(const char* what, const Error& err) {
   if (broken_) return;
   broken_ = true;
   pending_.reset();
-  LOG_ERROR("virtio-console: %s: %s; the queues are stopped until the driver resets the device",
-            what, err.message().c_str());
-  interrupt_->set_needs_reset();
+  report_needs_reset(broken_log_, "virtio-console", what, err, *interrupt_);
 }
 
 bool ConsoleDevice::signal_if_needed(Queue& queue) {
@@ -238,9 +248,18 @@ bool ConsoleDevice::signal_if_needed(Queue& queue) {
 void ConsoleDevice::process_tx() {
   if (broken_ || tx_ == nullptr || !tx_->ready()) return;
   std::uint32_t completed = 0;
+  std::uint64_t budget = kTxBatchBytes;
   for (;;) {
+    if (guard_->stopping.load()) break;  // reset() is waiting for us
+    if (completed >= kTxBatchChains || budget == 0) {
+      // Spent: come back through our own notify fd, after the loop's
+      // other fds.
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto w = ::write(tx_notify_fd_, &one, sizeof one);
+      break;
+    }
     if (pending_) {
-      if (!flush_pending()) break;  // would block, or the queue broke
+      if (flush_pending(budget) != Flush::kDone) break;  // blocked, spent or broken
       ++completed;
       continue;
     }
@@ -267,20 +286,23 @@ void ConsoleDevice::process_tx() {
   if (completed > 0 && !broken_) signal_if_needed(*tx_);
 }
 
-bool ConsoleDevice::flush_pending() {
+ConsoleDevice::Flush ConsoleDevice::flush_pending(std::uint64_t& budget) {
   const std::uint64_t total = pending_->readable_bytes();
+  output_blocked_ = false;
   while (pending_offset_ < total) {
+    if (budget == 0) return Flush::kBudgetSpent;
     Reader reader(*mem_, *pending_);
     if (pending_offset_ > 0) {
       if (auto skip = reader.slices(pending_offset_); !skip) {
         mark_broken("reading a transmit chain", skip.error());
-        return false;
+        return Flush::kBroken;
       }
     }
-    auto slices = reader.slices(total - pending_offset_);
+    const std::uint64_t want = std::min(total - pending_offset_, budget);
+    auto slices = reader.slices(want);
     if (!slices) {
       mark_broken("reading a transmit chain", slices.error());
-      return false;
+      return Flush::kBroken;
     }
     std::vector<iovec> iov = to_iovecs(*slices);
     ssize_t n = -1;
@@ -298,7 +320,10 @@ bool ConsoleDevice::flush_pending() {
       n = ::writev(output_fd_, iov.data(), static_cast<int>(iov.size()));
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      output_blocked_ = true;  // polled for writability (wanted_events)
+      return Flush::kBlocked;
+    }
     if (n <= 0) {
       // The output is gone (closed pipe, full disk...): nowhere to put the
       // bytes, so they are counted and logged rather than stalling the
@@ -312,18 +337,20 @@ bool ConsoleDevice::flush_pending() {
       }
       break;
     }
-    pending_offset_ += static_cast<std::uint64_t>(n);
-    tx_bytes_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    m_out_bytes_.add(static_cast<std::uint64_t>(n));
+    const auto wrote = static_cast<std::uint64_t>(n);
+    pending_offset_ += wrote;
+    budget -= std::min(budget, wrote);
+    tx_bytes_.fetch_add(wrote, std::memory_order_relaxed);
+    m_out_bytes_.add(wrote);
   }
   const std::uint16_t head = pending_->head;
   pending_.reset();
   pending_offset_ = 0;
   if (auto r = tx_->add_used(*mem_, head, 0); !r) {
     mark_broken("adding to the transmit used ring", r.error());
-    return false;
+    return Flush::kBroken;
   }
-  return true;
+  return Flush::kDone;
 }
 
 void ConsoleDevice::stop_input(const char* why) {
@@ -405,7 +432,7 @@ std::uint32_t ConsoleDevice::wanted_events(int fd) const {
   if (fd == input_fd_ && input_open_ && !rx_starved_ && rx_ != nullptr && rx_->ready()) {
     events |= EventLoop::kReadable;
   }
-  if (fd == output_fd_ && pending_) events |= EventLoop::kWritable;
+  if (fd == output_fd_ && pending_ && output_blocked_) events |= EventLoop::kWritable;
   return events;
 }
 
@@ -426,6 +453,7 @@ void ConsoleDevice::sync_fd(int fd) {
     registered_.erase(fd);
   } else if (have == 0) {
     r = loop_->add(fd, want, [this, guard = guard_, fd](std::uint32_t events) {
+      if (guard->stopping.load()) return;
       std::lock_guard lock(guard->mu);
       if (!guard->active) return;
       on_data_fd(fd, events);

@@ -10,7 +10,9 @@
 // against ack_features(), activate() and reset() (vCPU threads); reset()
 // clears Guard::active under that mutex before it unregisters the fds, so a
 // callback racing with reset() or the destructor returns without touching
-// the device.
+// the device. A callback handles a bounded batch of output (chains and
+// bytes) and comes back through the TX notify fd for more; reset() raises
+// Guard::stopping first, so a running batch ends after its current chain.
 //
 // Flow control: the input fd is polled only while the driver has RX buffers
 // (a driver that posts none does not make the loop spin) and until it reads
@@ -101,6 +103,7 @@ class ConsoleDevice : public VirtioDevice {
   struct Guard {
     std::mutex mu;
     bool active = false;
+    std::atomic<bool> stopping{false};  // reset() began: callbacks return at once
   };
 
   // Loop callbacks (Guard held, device active).
@@ -108,9 +111,12 @@ class ConsoleDevice : public VirtioDevice {
   void on_rx_notify();
   void on_data_fd(int fd, std::uint32_t events);
 
+  // Handles at most a batch of output per call (see the .cpp).
   void process_tx();
-  // Writes the pending chain's remaining bytes; false while it would block.
-  bool flush_pending();
+  enum class Flush { kDone, kBlocked, kBudgetSpent, kBroken };
+  // Writes the pending chain's remaining bytes, at most `budget` of them
+  // (deducted); kDone once the chain is returned to the driver.
+  Flush flush_pending(std::uint64_t& budget);
   void receive_input();
   // Registers, modifies or unregisters the output and input fds so the loop
   // polls exactly what is wanted now.
@@ -143,6 +149,7 @@ class ConsoleDevice : public VirtioDevice {
   bool output_is_socket_ = true;            // until sendmsg says ENOTSOCK
   std::optional<DescriptorChain> pending_;  // TX chain partly written
   std::uint64_t pending_offset_ = 0;
+  bool output_blocked_ = false;              // the output said EAGAIN: wait for writability
   std::map<int, std::uint32_t> registered_;  // data fds in the loop: events
 
   std::atomic<std::uint64_t> tx_bytes_{0};
@@ -151,6 +158,8 @@ class ConsoleDevice : public VirtioDevice {
   metrics::Counter& m_in_bytes_;
   metrics::Counter& m_out_bytes_;
   log::RateLimit io_log_;
+  // Survives resets: one line per activation would let a guest flood the log.
+  log::RateLimit broken_log_{4};
 };
 
 }  // namespace hvz::virtio::console

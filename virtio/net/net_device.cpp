@@ -336,9 +336,7 @@ void NetDevice::mark_broken(const char* what, const Error& err) {
   pending_len_ = 0;
   if (broken_) return;
   broken_ = true;
-  LOG_ERROR("virtio-net: %s: %s; the device is stopped until the driver resets it", what,
-            err.message().c_str());
-  interrupt_->set_needs_reset();
+  report_needs_reset(broken_log_, "virtio-net", what, err, *interrupt_);
 }
 
 void NetDevice::signal_used(Queue& queue) {

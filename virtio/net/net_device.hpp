@@ -221,6 +221,8 @@ class NetDevice : public VirtioDevice {
     metrics::Counter &rx_throttled, &tx_throttled;
   } m_;
   log::RateLimit frame_log_;
+  // Survives resets: one line per activation would let a guest flood the log.
+  log::RateLimit broken_log_{4};
 };
 
 }  // namespace hvz::virtio::net

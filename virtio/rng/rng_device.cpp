@@ -155,9 +155,7 @@ bool RngDevice::throttled() const {
 void RngDevice::mark_broken(const char* what, const Error& err) {
   if (broken_) return;
   broken_ = true;
-  LOG_ERROR("virtio-rng: %s: %s; the device is stopped until the driver resets it", what,
-            err.message().c_str());
-  interrupt_->set_needs_reset();
+  report_needs_reset(broken_log_, "virtio-rng", what, err, *interrupt_);
 }
 
 void RngDevice::on_notify() {

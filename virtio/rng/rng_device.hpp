@@ -120,6 +120,8 @@ class RngDevice : public VirtioDevice {
   metrics::Counter& m_host_fails_;
   metrics::Counter& m_throttled_;
   log::RateLimit log_;
+  // Survives resets: one line per activation would let a guest flood the log.
+  log::RateLimit broken_log_{4};
 };
 
 }  // namespace hvz::virtio::rng

@@ -34,6 +34,7 @@
 #include "virtio/tests/support.hpp"
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/guest_memory.hpp"
+#include "vmm/core/log.hpp"
 #include "vmm/core/metrics.hpp"
 #include "vmm/core/unique_fd.hpp"
 
@@ -900,6 +901,45 @@ TEST_P(BlockDeviceTest, MalformedChainSetsNeedsResetOnce) {
   EXPECT_EQ(ring_.used_idx(), 0);
 }
 
+// A driver cycling reset -> malformed ring -> DRIVER_OK makes the device
+// stop its queue on every activation; the log must not get a line per
+// cycle (the rate limit survives resets).
+TEST_P(BlockDeviceTest, DriverCyclingBrokenRingsDoesNotFloodTheLog) {
+  TempFile log_file(0);
+  UniqueFd log_fd(::open(log_file.path().c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+  ASSERT_TRUE(log_fd.valid());
+  log::set_output(log_fd.get());
+  constexpr int kCycles = 200;
+  for (int i = 0; i < kCycles; ++i) {
+    ring_.queue().reset();
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(kAvailRing.value() + 2), 0));
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(kUsedRing.value() + 2), 0));
+    ring_.queue().set_desc_table(kDescTable);
+    ring_.queue().set_avail_ring(kAvailRing);
+    ring_.queue().set_used_ring(kUsedRing);
+    ring_.queue().set_ready(true);
+    // A chain whose status descriptor lies outside guest RAM.
+    ring_.put_desc(0, 0x10000, 16, kDescFlagNext, 1);
+    ring_.put_desc(1, 0x4000'0000, 1, kDescFlagWrite, 0);
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(kAvailRing.value() + 4), 0));
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(kAvailRing.value() + 2), 1));
+    const int before = irq_->needs_reset.load();
+    activate(kFeatureVersion1);
+    // The I/O thread looks at the ring once on activation.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (irq_->needs_reset.load() == before && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    ASSERT_EQ(irq_->needs_reset.load(), before + 1) << "cycle " << i;
+    device_->reset();
+  }
+  log::reset_output();
+  std::size_t lines = 0;
+  for (std::uint8_t c : log_file.read_all()) lines += c == '\n' ? 1 : 0;
+  EXPECT_GT(lines, 0u);
+  EXPECT_LE(lines, 8u) << "log lines for " << kCycles << " broken activations";
+}
+
 TEST_P(BlockDeviceTest, ResetUnregistersAndAllowsReactivation) {
   activate(kFeatureVersion1);
   EXPECT_EQ(loop_.registered(), 1u);
@@ -934,6 +974,83 @@ TEST_P(BlockDeviceTest, ResetWithRequestsInFlightWaitsForThem) {
   const std::uint16_t used = ring_.used_idx();
   loop_.run_until([] { return false; }, std::chrono::milliseconds(50));
   EXPECT_EQ(ring_.used_idx(), used);  // nothing completes after reset
+}
+
+// A hostile driver that re-posts every request as soon as it completes, so
+// the ring never runs empty: reset() must still return promptly, because
+// the I/O thread handles a bounded batch per wake-up and looks at its stop
+// flag between batches. Each request is one indirect descriptor, so all 256
+// entries of the ring can be outstanding; they write 448 KiB and flush it
+// in turn, so (on a disk-backed TMPDIR) the device is slower than the
+// driver by a wide margin and the ring does not drain even when the
+// driver's thread waits for a CPU.
+TEST_P(BlockDeviceTest, ResetReturnsWhileTheDriverRefillsTheRingForever) {
+  TempFile big(16ull << 20);
+  make_device(big.path(), false);
+  constexpr std::uint16_t kSize = kQueueSize;
+  TestRing ring{mem_, 0x10000, kSize, 0x1000};
+  constexpr std::uint64_t kTables = 0x20000;
+  constexpr std::uint64_t kHeaders = 0x24000;
+  constexpr std::uint64_t kStatus = 0x25000;
+  constexpr std::uint64_t kData = 0x80000;
+  constexpr std::uint32_t kDataLen = 0x70000;
+  auto put = [&](std::uint64_t at, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
+                 std::uint16_t next) {
+    ASSERT_TRUE(mem_.write_obj<std::uint64_t>(GuestAddress(at), addr));
+    ASSERT_TRUE(mem_.write_obj<std::uint32_t>(GuestAddress(at + 8), len));
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(at + 12), flags));
+    ASSERT_TRUE(mem_.write_obj<std::uint16_t>(GuestAddress(at + 14), next));
+  };
+  for (std::uint16_t i = 0; i < kSize; ++i) {
+    const std::uint64_t table = kTables + 48u * i;
+    const bool flush = i % 2 == 1;
+    const RequestHeader h{flush ? kTypeFlush : kTypeOut, 0, (i % 16u) * (kDataLen / kSectorSize)};
+    ASSERT_TRUE(mem_.write_obj(GuestAddress(kHeaders + 16u * i), h));
+    if (flush) {
+      put(table, kHeaders + 16u * i, 16, kDescFlagNext, 1);
+      put(table + 16, kStatus + i, 1, kDescFlagWrite, 0);
+      ring.put_desc(i, table, 32, kDescFlagIndirect, 0);
+    } else {
+      put(table, kHeaders + 16u * i, 16, kDescFlagNext, 1);
+      put(table + 16, kData, kDataLen, kDescFlagNext, 2);
+      put(table + 32, kStatus + i, 1, kDescFlagWrite, 0);
+      ring.put_desc(i, table, 48, kDescFlagIndirect, 0);
+    }
+  }
+  device_->ack_features(kFeatureVersion1 | kFeatureIndirectDesc | kFeatureFlush);
+  ASSERT_TRUE(device_->activate(mem_, {ActiveQueue{&ring.queue(), notify_->fd()}}, irq_, loop_));
+  std::atomic<bool> stop_driver{false};
+  std::thread driver([&] {
+    std::uint16_t published = 0;
+    while (!stop_driver.load()) {
+      // Everything completed is posted again at once (heads in order).
+      bool posted = false;
+      while (static_cast<std::uint16_t>(published - ring.used_idx()) < kSize) {
+        ring.publish(static_cast<std::uint16_t>(published % kSize));
+        ++published;
+        posted = true;
+      }
+      if (posted) (void)notify_->signal();
+    }
+  });
+  loop_.run_until([&] { return ring.used_idx() > 2 * kSize; }, std::chrono::seconds(10));
+  // Before the fix reset() would wait for an empty ring forever: the
+  // watchdog stops the driver after 10 s so the test ends either way.
+  std::thread watchdog([&] {
+    for (int i = 0; i < 1000 && !stop_driver.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop_driver.store(true);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  device_->reset();
+  const auto took = std::chrono::steady_clock::now() - start;
+  stop_driver.store(true);
+  driver.join();
+  watchdog.join();
+  EXPECT_LT(took, std::chrono::seconds(1))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(irq_->needs_reset.load(), 0);
 }
 
 TEST_P(BlockDeviceTest, RejectsActivationWithoutExactlyOneQueue) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -386,6 +387,64 @@ TEST_F(ConsoleDeviceTest, OneBlockingSocketCarriesBothDirections) {
   EXPECT_EQ(device_->counters().tx_dropped, 4u);
   EXPECT_EQ(irq_->needs_reset.load(), 0);
   device_.reset();  // before the socket closes
+}
+
+// A hostile driver that re-posts every output chain as soon as it is used,
+// so the transmit ring never runs empty, while a slow reader makes each
+// chain take about a millisecond: reset() (which waits for the running loop
+// callback) must still return promptly, because the device handles a
+// bounded batch per callback and comes back through its notify fd.
+TEST_F(ConsoleDeviceTest, ResetReturnsWhileTheDriverRefillsTheRingForever) {
+  Pipe slow = make_pipe(O_CLOEXEC);  // blocking: the device waits in writev
+  create(slow.write.get(), -1);
+  activate();
+  std::atomic<bool> stop{false};
+  std::atomic<bool> stop_reading{false};
+  std::thread reader([&] {
+    char buf[4096];
+    while (!stop_reading.load()) {
+      [[maybe_unused]] auto n = ::read(slow.read.get(), buf, sizeof buf);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  const Descriptor chunk = readable(std::string(4096, 'x'));
+  for (std::uint16_t i = 0; i < kRingSize; ++i) {
+    tx_.put_desc(i, chunk.addr.value(), chunk.len, 0, 0);
+  }
+  std::thread driver([&] {
+    std::uint16_t published = 0;
+    while (!stop.load()) {
+      bool posted = false;
+      while (static_cast<std::uint16_t>(published - tx_.used_idx()) < kRingSize) {
+        tx_.publish(static_cast<std::uint16_t>(published % kRingSize));
+        ++published;
+        posted = true;
+      }
+      if (posted) (void)tx_notify_->signal();
+    }
+  });
+  std::atomic<bool> loop_done{false};
+  std::thread looper([&] { loop_.run_until([&] { return loop_done.load(); }, 60s); });
+  while (tx_.used_idx() < 2 * kRingSize) std::this_thread::sleep_for(1ms);
+  // Before the fix reset() would wait for an empty ring forever: the
+  // watchdog stops the driver after 10 s so the test ends either way.
+  std::thread watchdog([&] {
+    for (int i = 0; i < 1000 && !stop.load(); ++i) std::this_thread::sleep_for(10ms);
+    stop.store(true);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  device_->reset();
+  const auto took = std::chrono::steady_clock::now() - start;
+  stop.store(true);
+  loop_done.store(true);
+  driver.join();
+  watchdog.join();
+  looper.join();
+  stop_reading.store(true);
+  slow.write.reset();  // the reader's last read sees EOF
+  reader.join();
+  EXPECT_LT(took, 1s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                      << " ms";
 }
 
 TEST_F(ConsoleDeviceTest, ResetUnregistersEverythingAndCanReactivate) {

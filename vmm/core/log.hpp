@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -83,19 +84,35 @@ void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3
 #define LOG_DEBUG(...) HVZ_LOG(::hvz::log::Level::kDebug, __VA_ARGS__)
 #define LOG_TRACE(...) HVZ_LOG(::hvz::log::Level::kTrace, __VA_ARGS__)
 
-// Lets the first `burst` events through, then one in every 1024: for
-// guest-triggered errors that a malicious guest could repeat endlessly.
+// Lets the first `burst` events through, then at most one per `interval`:
+// for guest- or client-triggered messages that a malicious guest could
+// repeat endlessly. However fast the events come, the lines stay bounded in
+// time (burst + elapsed / interval), never in proportion to the events.
 class RateLimit {
  public:
-  explicit RateLimit(std::uint64_t burst = 10) : burst_(burst) {}
+  explicit RateLimit(std::uint64_t burst = 10,
+                     std::chrono::milliseconds interval = std::chrono::seconds(10))
+      : burst_(burst),
+        interval_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count()) {}
   bool allow() {
     const std::uint64_t n = count_.fetch_add(1, std::memory_order_relaxed);
-    return n < burst_ || (n % 1024) == 0;
+    if (n < burst_) return true;
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t next = next_ns_.load(std::memory_order_relaxed);
+    if (now < next) return false;
+    // One caller wins the slot; the others see the new deadline.
+    return next_ns_.compare_exchange_strong(next, now + interval_ns_, std::memory_order_relaxed);
   }
+  // Events seen so far, allowed or not.
+  std::uint64_t events() const { return count_.load(std::memory_order_relaxed); }
 
  private:
   std::uint64_t burst_;
+  std::int64_t interval_ns_;
   std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::int64_t> next_ns_{0};
 };
 
 }  // namespace hvz::log
