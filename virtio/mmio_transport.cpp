@@ -151,6 +151,14 @@ bool MmioTransport::activated() const {
   return activated_;
 }
 
+void MmioTransport::shutdown() {
+  std::lock_guard lock(mutex_);
+  if (activate_called_) device_->reset();
+  activate_called_ = false;
+  activated_ = false;
+  shut_down_ = true;
+}
+
 std::uint32_t MmioTransport::status_locked() const {
   return status_ | (interrupt_->needs_reset() ? kStatusNeedsReset : 0);
 }
@@ -179,10 +187,11 @@ void MmioTransport::write(std::uint64_t offset, std::span<const std::uint8_t> da
   }
   const std::uint32_t value = load_le32(data);
   if (offset == mmio_reg::kQueueNotify) {
-    notify_queue(value);  // hot path: no lock needed
+    notify_queue(value);  // hot path: no lock needed (only an eventfd)
     return;
   }
   std::lock_guard lock(mutex_);
+  if (shut_down_) return;
   write_register(offset, value);
 }
 
@@ -309,6 +318,7 @@ void MmioTransport::write_config(std::uint64_t offset, std::span<const std::uint
     return;
   }
   std::lock_guard lock(mutex_);
+  if (shut_down_) return;
   const std::uint32_t status = status_locked();
   if (!has(status, kStatusDriver) || (status & (kStatusFailed | kStatusNeedsReset)) != 0) {
     if (state_log_.allow()) {
@@ -459,8 +469,10 @@ void MmioTransport::activate() {
   activate_called_ = true;
   auto r = device_->activate(mem_, std::move(active), interrupt_, loop_);
   if (!r) {
-    LOG_ERROR("virtio-mmio(type %u): activation failed: %s", device_->device_type(),
-              r.error().message().c_str());
+    if (state_log_.allow()) {
+      LOG_ERROR("virtio-mmio(type %u): activation failed: %s", device_->device_type(),
+                r.error().message().c_str());
+    }
     interrupt_->set_needs_reset();
     return;
   }

@@ -94,7 +94,8 @@ class MmioTransport : public BusDevice {
   // Use create(); public only for std::make_shared.
   MmioTransport(PrivateTag, std::shared_ptr<VirtioDevice> device, const GuestMemory& mem,
                 EventLoop& loop, std::shared_ptr<IrqLine> irq, std::vector<EventFd> notify_fds);
-  // Resets an activated device first so it stops using our queues and fds.
+  // Resets an activated device first so it stops using our queues and fds
+  // (the EventLoop must still exist then, unless shutdown() ran).
   ~MmioTransport() override;
   MmioTransport(const MmioTransport&) = delete;
   MmioTransport& operator=(const MmioTransport&) = delete;
@@ -110,6 +111,12 @@ class MmioTransport : public BusDevice {
   std::uint32_t status() const;
   // Whether device->activate() succeeded and no reset happened since.
   bool activated() const;
+  // Teardown: resets an activated device (its queue work stops, its
+  // workers are joined, its event-loop registrations are removed) and
+  // ignores every register access from then on. The VMM calls it once the
+  // vCPUs are stopped and before the event loop and guest memory go; the
+  // device then holds nothing of theirs.
+  void shutdown();
   const std::shared_ptr<VirtioDevice>& device() const { return device_; }
 
  private:
@@ -153,6 +160,7 @@ class MmioTransport : public BusDevice {
   // device a reset() so it can drop whatever it set up.
   bool activate_called_ = false;
   bool activated_ = false;
+  bool shut_down_ = false;  // shutdown() ran: registers are dead
 
   log::RateLimit access_log_{4};
   log::RateLimit state_log_{4};

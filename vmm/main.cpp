@@ -52,11 +52,12 @@ int exit_status(const hvz::vmm::RunOutcome& outcome) {
 }
 
 // SIGTERM, SIGINT and SIGHUP arrive on a signalfd (blocked in every
-// thread), so stopping is an ordinary event of the main loop.
+// thread), so stopping is an ordinary event of the main loop; so does
+// SIGUSR1, which logs the VM's state (vCPU registers) for stall diagnosis.
 hvz::UniqueFd block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&set, sig);
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return hvz::UniqueFd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 }
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   std::string log_level = "warn";
   std::uint32_t vcpus = 1, memory = 128;
   std::size_t max_payload = 51200;
+  std::uint64_t output_limit_mib = hvz::vmm::kDefaultOutputLimit >> 20;
   bool huge_pages = false;
   bool virtio_mmio_cmdline = false;
   bool no_api = false;
@@ -115,6 +117,12 @@ int main(int argc, char** argv) {
   app.add_option("--http-api-max-payload-size", max_payload,
                  "Largest accepted API request body in bytes (default 51200)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  app.add_option("--output-limit-mib", output_limit_mib,
+                 "Most MiB of guest console output (serial or virtio-console) written to\n"
+                 "one regular file, stdout redirected to a file included; 0: no limit\n"
+                 "(default " +
+                     std::to_string(hvz::vmm::kDefaultOutputLimit >> 20) + ")")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
   app.add_option("--log-level", log_level, "off, error, warn (default), info, debug or trace")
       ->check(CLI::IsMember({"off", "error", "warn", "info", "debug", "trace"}));
 
@@ -174,7 +182,9 @@ int main(int argc, char** argv) {
   auto signals = block_stop_signals();
   if (!signals) return fail("signalfd failed");
 
-  auto backend = hvz::api::VmBackend::create();
+  hvz::vmm::ConsoleIo io;
+  io.output_limit = output_limit_mib << 20;
+  auto backend = hvz::api::VmBackend::create(io);
   if (!backend) return fail(backend.error().message());
   if (config.logger) {
     if (auto r = (*backend)->configure_logger(*config.logger); !r) {
@@ -219,6 +229,10 @@ int main(int argc, char** argv) {
       signalfd_siginfo info{};
       if (::read(signals.get(), &info, sizeof info) != sizeof info) continue;
       const int sig = static_cast<int>(info.ssi_signo);
+      if (sig == SIGUSR1) {
+        if (vm) vm->dump_state();
+        continue;
+      }
       LOG_INFO("stopping on signal %d", sig);
       status = 128 + sig;
       if (vm) {

@@ -32,23 +32,31 @@ void on_fatal_signal(int sig) {
 
 }  // namespace
 
+FdOutput::FdOutput(int fd)
+    : fd_(fd),
+      missed_(metrics::registry().group("uart").counter("missed_write_count")),
+      written_(metrics::registry().group("uart").counter("write_count")) {}
+
 void FdOutput::write(std::span<const std::uint8_t> bytes) {
   std::size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
     if (n > 0) {
       done += static_cast<std::size_t>(n);
     } else if (n < 0 && errno == EINTR) {
       continue;
-    } else if (n < 0 && errno == EAGAIN) {
-      pollfd p{fd_, POLLOUT, 0};
-      ::poll(&p, 1, -1);
     } else {
+      // Full (the reader stalled) or failed: a vCPU must not wait for the
+      // host's reader, so the rest is lost and counted.
+      missed_.add(bytes.size() - done);
       static log::RateLimit limit;
-      if (limit.allow()) LOG_WARN("console output lost: %s", std::strerror(errno));
-      return;
+      if (limit.allow()) {
+        LOG_WARN("serial output lost: %s", n < 0 ? std::strerror(errno) : "nothing written");
+      }
+      break;
     }
   }
+  written_.add(done);
 }
 
 RawTerminal::RawTerminal(int fd) {

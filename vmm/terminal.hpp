@@ -1,5 +1,5 @@
-// The host side of the serial console: stdout as the UART's sink (every byte
-// written, blocking if need be, never dropped), stdin pumped into the UART's
+// The host side of the serial console: the UART's sink (a non-blocking pipe
+// that an OutputRelay carries to stdout or a file), stdin pumped into the UART's
 // receive FIFO on a thread, and the controlling terminal in raw mode while
 // the VM runs, restored on every exit path (normal return, fatal signal).
 #pragma once
@@ -10,17 +10,23 @@
 
 #include "devices/serial.hpp"
 #include "vmm/core/event_fd.hpp"
+#include "vmm/core/metrics.hpp"
 
 namespace hvz::vmm {
 
-// Writes everything it is given to `fd`, waiting out EAGAIN.
+// The UART's sink: writes to `fd` (an OutputRelay's non-blocking pipe)
+// and never waits, since a vCPU holding the UART's lock is the caller:
+// bytes that do not fit are dropped and counted in the metrics counter
+// uart.missed_write_count.
 class FdOutput : public devices::SerialOutput {
  public:
-  explicit FdOutput(int fd) : fd_(fd) {}
+  explicit FdOutput(int fd);
   void write(std::span<const std::uint8_t> bytes) override;
 
  private:
   int fd_;
+  metrics::Counter& missed_;
+  metrics::Counter& written_;
 };
 
 // Puts `fd` (a tty) in raw mode until destroyed; no-op for a non-tty.

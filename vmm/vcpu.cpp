@@ -37,35 +37,78 @@ Vcpu::Counters Vcpu::make_counters() {
 }
 
 void Vcpu::start() {
+  std::lock_guard lock(pause_mutex_);
+  if (started_) return;
+  started_ = true;
   thread_ = std::thread([this] {
     run_loop();
-    std::lock_guard lock(pause_mutex_);
+    std::lock_guard done(pause_mutex_);
     exited_ = true;
     pause_cv_.notify_all();
   });
 }
 
 void Vcpu::stop() {
-  if (!thread_.joinable()) return;
   {
     std::lock_guard lock(pause_mutex_);
+    if (!started_ || stop_.load()) return;
     stop_.store(true);
     fd_.set_immediate_exit(true);
+    // Under the lock, before the join: never a signal to a joined thread.
+    ::pthread_kill(thread_.native_handle(), kick_signal());
   }
   pause_cv_.notify_all();
-  ::pthread_kill(thread_.native_handle(), kick_signal());
   thread_.join();
 }
 
 void Vcpu::pause() {
-  if (!thread_.joinable()) return;
   std::unique_lock lock(pause_mutex_);
+  // A stopping thread may be joined at any moment: leave it alone.
+  if (!started_ || stop_.load()) return;
   pause_requested_ = true;
   // Set under the mutex, so the thread cannot clear it after this point
   // until resume(); the signal catches a thread inside KVM_RUN.
   fd_.set_immediate_exit(true);
   ::pthread_kill(thread_.native_handle(), kick_signal());
-  pause_cv_.wait(lock, [this] { return parked_ || exited_; });
+  pause_cv_.wait(lock, [this] { return parked_ || exited_ || stop_.load(); });
+}
+
+void Vcpu::request_dump() {
+  std::lock_guard lock(pause_mutex_);
+  if (!started_ || stop_.load() || exited_) return;
+  dump_requested_.store(true);
+  fd_.set_immediate_exit(true);
+  ::pthread_kill(thread_.native_handle(), kick_signal());
+}
+
+void Vcpu::dump_state() {
+  auto regs = fd_.regs();
+  auto sregs = fd_.sregs();
+  auto mp = fd_.mp_state();
+  auto events = fd_.events();
+  if (!regs || !sregs || !mp || !events) {
+    LOG_WARN("state: cannot read the vCPU's registers");
+    return;
+  }
+  const auto& r = *regs;
+  const auto& sr = *sregs;
+  // Everything a stall diagnosis starts from: where the guest is, in which
+  // mode, whether it halted, and what interrupt or exception is pending.
+  LOG_WARN(
+      "state: rip=%#llx rsp=%#llx rflags=%#llx rax=%#llx rcx=%#llx rdx=%#llx cs=%#x cr0=%#llx "
+      "cr3=%#llx cr4=%#llx efer=%#llx mp_state=%u irq_pending=%u nmi_pending=%u exc=%u/%u "
+      "interrupt_shadow=%u exits: io_in=%llu io_out=%llu mmio_r=%llu mmio_w=%llu",
+      static_cast<unsigned long long>(r.rip), static_cast<unsigned long long>(r.rsp),
+      static_cast<unsigned long long>(r.rflags), static_cast<unsigned long long>(r.rax),
+      static_cast<unsigned long long>(r.rcx), static_cast<unsigned long long>(r.rdx),
+      sr.cs.selector, static_cast<unsigned long long>(sr.cr0),
+      static_cast<unsigned long long>(sr.cr3), static_cast<unsigned long long>(sr.cr4),
+      static_cast<unsigned long long>(sr.efer), mp->mp_state, events->interrupt.injected,
+      events->nmi.pending, events->exception.injected, events->exception.nr,
+      events->interrupt.shadow, static_cast<unsigned long long>(counts_.io_in.value()),
+      static_cast<unsigned long long>(counts_.io_out.value()),
+      static_cast<unsigned long long>(counts_.mmio_read.value()),
+      static_cast<unsigned long long>(counts_.mmio_write.value()));
 }
 
 void Vcpu::resume() {
@@ -95,7 +138,8 @@ void Vcpu::run_loop() {
   while (!stop_.load() && !control_.stopping()) {
     if (auto r = fd_.run(); !r) {
       const int err = r.error().sys_errno();
-      if (err == EINTR || err == EAGAIN) {  // kicked: pause, stop or a stray signal
+      if (err == EINTR || err == EAGAIN) {  // kicked: pause, stop, dump or a stray signal
+        if (dump_requested_.exchange(false)) dump_state();
         park_if_paused();
         continue;
       }
@@ -168,6 +212,7 @@ bool Vcpu::handle_exit() {
                                                          std::to_string(run.internal.suberror));
       return false;
     case KVM_EXIT_INTR:
+      if (dump_requested_.exchange(false)) dump_state();
       park_if_paused();
       return true;
     default:

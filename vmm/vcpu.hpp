@@ -38,12 +38,19 @@ class Vcpu {
   std::uint32_t id() const { return id_; }
   const VcpuFd& fd() const { return fd_; }
   void start();
-  // Kicks the thread out of KVM_RUN and joins it.
+  // Kicks the thread out of KVM_RUN and joins it. Once, from one thread
+  // (the VM's owner); pause() and resume() may race with it.
   void stop();
   // Kicks the thread out of KVM_RUN and returns once it is parked outside
-  // the guest (or has ended); resume() lets it enter the guest again.
+  // the guest (or has ended, or is being stopped); resume() lets it enter
+  // the guest again.
   void pause();
   void resume();
+  // Kicks the thread out of KVM_RUN to log its registers, run state and
+  // pending events once (stall diagnosis: hvz logs every vCPU on SIGUSR1).
+  // A thread that never comes back to its loop logs nothing: that is the
+  // diagnosis then.
+  void request_dump();
 
  private:
   void run_loop();
@@ -51,6 +58,7 @@ class Vcpu {
   bool handle_exit();
   // Parks the thread while a pause is requested.
   void park_if_paused();
+  void dump_state();
 
   struct Counters {
     metrics::Counter& io_in;
@@ -71,11 +79,13 @@ class Vcpu {
   VmControl& control_;
   Counters counts_ = make_counters();
   std::atomic<bool> stop_{false};
+  std::atomic<bool> dump_requested_{false};
   std::mutex pause_mutex_;
   std::condition_variable pause_cv_;
   bool pause_requested_ = false;  // under pause_mutex_
   bool parked_ = false;           // under pause_mutex_
   bool exited_ = false;           // under pause_mutex_
+  bool started_ = false;          // under pause_mutex_: thread_ was started
   std::thread thread_;
 };
 

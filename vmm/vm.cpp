@@ -25,6 +25,7 @@
 #include "vmm/core/event_fd.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/epoll_loop.hpp"
+#include "vmm/output_relay.hpp"
 #include "vmm/terminal.hpp"
 #include "vmm/vcpu.hpp"
 #include "vmm/x86_64/acpi/tables.hpp"
@@ -130,10 +131,22 @@ Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
     : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
 
 Vm::~Vm() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    finished_ = true;
+  }
+  teardown();
+}
+
+void Vm::teardown() {
   for (auto& v : vcpus_) v->stop();
   input_.reset();
-  transports_.clear();
+  // The bus holds the transports too, so dropping our references would
+  // reset nothing: each device is shut down explicitly, while the loop and
+  // guest memory it uses still exist.
+  for (auto& t : transports_) t->shutdown();
   if (loop_) loop_->stop();
+  relays_.clear();  // nothing produces output any more: drain and stop
 }
 
 Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, ConsoleIo io) {
@@ -179,11 +192,16 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
   if (!loop) return tl::unexpected(loop.error());
   vm->loop_ = std::move(*loop);
   if (config.serial && !config.serial->serial_out_path.empty()) {
+    // Opened like Firecracker's log and metrics files: a FIFO without a
+    // reader neither blocks this open nor, later, the guest.
     const auto& path = config.serial->serial_out_path;
-    UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-    if (!out) return sys_error("serial: cannot open serial_out_path " + path);
-    io.output_fd = out.get();
-    vm->serial_out_ = std::move(out);
+    auto out = log::open_output_file(path);
+    if (!out) {
+      return make_error(out.error().code(), "serial_out_path: " + out.error().message(),
+                        out.error().sys_errno());
+    }
+    io.output_fd = out->get();
+    vm->serial_out_ = std::move(*out);
   }
   if (auto r = vm->setup_devices(io); !r) return tl::unexpected(r.error());
   if (auto r = vm->setup_virtio(config); !r) return tl::unexpected(r.error());
@@ -191,12 +209,22 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
   return vm;
 }
 
+Expected<int> Vm::relay_output(int target, const char* name) {
+  auto relay = OutputRelay::start(target, io_.output_limit, name);
+  if (!relay) return tl::unexpected(relay.error());
+  const int fd = (*relay)->input_fd();
+  relays_.push_back(std::move(*relay));
+  return fd;
+}
+
 Expected<void> Vm::setup_devices(ConsoleIo io) {
   io_ = io;
   VmControl* control = control_.get();
   auto com1_irq = irq_line(vm_, x86_64::kCom1Irq);
   if (!com1_irq) return tl::unexpected(com1_irq.error());
-  serial_ = std::make_shared<devices::Serial>(*com1_irq, std::make_shared<FdOutput>(io.output_fd));
+  auto serial_out = relay_output(io.output_fd, "serial-out");
+  if (!serial_out) return tl::unexpected(serial_out.error());
+  serial_ = std::make_shared<devices::Serial>(*com1_irq, std::make_shared<FdOutput>(*serial_out));
   if (auto r = pio_->insert(serial_, x86_64::kCom1Port, 8); !r) return r;
 
   auto kbd_irq = irq_line(vm_, x86_64::kKeyboardIrq);
@@ -294,20 +322,29 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
     if (!r) return r;
   }
   if (config.console) {
-    int out = io_.output_fd;
+    int out = -1;
     int in = -1;
     switch (config.console->mode) {
-      case config::Console::Mode::kStdio:
+      case config::Console::Mode::kStdio: {
         // stdin feeds hvc0; the serial console keeps its output only.
+        auto relayed = relay_output(io_.output_fd, "hvc0-out");
+        if (!relayed) return tl::unexpected(relayed.error());
+        out = *relayed;
         in = io_.input_fd;
         io_.input_fd = -1;
         break;
+      }
       case config::Console::Mode::kFile: {
-        UniqueFd fd(
-            ::open(config.console->path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-        if (!fd) return sys_error("console: cannot open " + config.console->path);
-        out = fd.get();
-        console_fds_.push_back(std::move(fd));
+        // Like serial_out_path: a FIFO without a reader blocks nothing.
+        auto fd = log::open_output_file(config.console->path);
+        if (!fd) {
+          return make_error(fd.error().code(), "console: " + fd.error().message(),
+                            fd.error().sys_errno());
+        }
+        auto relayed = relay_output(fd->get(), "hvc0-out");
+        if (!relayed) return tl::unexpected(relayed.error());
+        out = *relayed;
+        console_fds_.push_back(std::move(*fd));
         break;
       }
       case config::Console::Mode::kSocket: {
@@ -426,18 +463,35 @@ int Vm::stop_event_fd() const {
 
 void Vm::pause() {
   std::lock_guard lock(pause_mutex_);
-  if (!started_.load() || paused_.load()) return;
+  if (!started_.load() || paused_ || finished_) return;
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
-  paused_.store(true);
+  paused_ = true;
 }
 
 void Vm::resume() {
   std::lock_guard lock(pause_mutex_);
-  if (!paused_.load()) return;
+  if (!paused_ || finished_) return;
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
-  paused_.store(false);
+  paused_ = false;
+}
+
+void Vm::dump_state() {
+  {
+    std::lock_guard lock(pause_mutex_);
+    LOG_WARN("state: %zu vCPU(s)%s%s", vcpus_.size(), paused_ ? ", paused" : "",
+             finished_ ? ", stopped" : "");
+    if (!finished_) {
+      for (auto& v : vcpus_) v->request_dump();
+    }
+  }
+  for (std::size_t i = 0; i < transports_.size(); ++i) {
+    LOG_WARN("state: virtio-mmio@%#llx type %u status %#x%s",
+             static_cast<unsigned long long>(virtio_info_[i].base),
+             transports_[i]->device()->device_type(), transports_[i]->status(),
+             transports_[i]->activated() ? " active" : "");
+  }
 }
 
 Expected<void> Vm::send_ctrl_alt_del() {
@@ -501,16 +555,16 @@ Expected<RunOutcome> Vm::wait() {
     if (::poll(&p, 1, -1) < 0 && errno != EINTR) return sys_error("poll");
   }
   {
-    // A paused VM stops too: wake everything so it can be joined.
+    // Under the pause lock, so a pause or resume either finished before
+    // (a parked vCPU wakes for its stop) or sees finished_ and does
+    // nothing: none of them kicks a thread being joined.
     std::lock_guard lock(pause_mutex_);
+    finished_ = true;
+    paused_ = false;
     loop_->resume();
-    for (auto& v : vcpus_) v->resume();
-    paused_.store(false);
+    for (auto& v : vcpus_) v->stop();
   }
-  for (auto& v : vcpus_) v->stop();
-  input_.reset();
-  transports_.clear();  // resets active devices: queues drained, workers joined
-  loop_->stop();
+  teardown();
   return RunOutcome{control_->reason(), control_->detail()};
 }
 

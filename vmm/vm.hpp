@@ -41,10 +41,18 @@ namespace hvz::vmm {
 class Vcpu;
 class InputPump;
 class EpollLoop;
+class OutputRelay;
+
+// The default cap on what a guest's console output may add to a regular
+// file (serial or virtio-console, stdout redirected to a file included).
+inline constexpr std::uint64_t kDefaultOutputLimit = 256ull << 20;
 
 struct ConsoleIo {
   int input_fd = 0;   // the serial console's input (stdin); -1 for none
   int output_fd = 1;  // its output (stdout)
+  // Most bytes of guest console output written to one regular file (0: no
+  // limit); see OutputRelay.
+  std::uint64_t output_limit = kDefaultOutputLimit;
 };
 
 struct RunOutcome {
@@ -70,9 +78,14 @@ class Vm {
 
   // Thread-safe controls for a started VM (the API thread calls them).
   // pause() returns once every vCPU is out of the guest and device
-  // callbacks are held; resume() continues where the guest was.
+  // callbacks are held; resume() continues where the guest was. Both do
+  // nothing once the VM has stopped (wait() returned or is returning).
   void pause();
   void resume();
+  // Logs, for stall diagnosis, every vCPU's registers and run state (from
+  // its own thread, see Vcpu::request_dump) and every virtio transport's
+  // status. Any thread; returns at once.
+  void dump_state();
   // Ctrl-Alt-Del through the i8042 (the guest usually reboots).
   Expected<void> send_ctrl_alt_del();
   // Runtime updates (the API's PATCH): a drive's backing file and/or rate
@@ -93,12 +106,28 @@ class Vm {
   // interfaces, the console; each gets a 4 KiB window and a GSI in order.
   Expected<void> setup_virtio(const config::VmConfig& config);
   Expected<void> add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device);
+  // Starts a relay to `target`; returns the fd producers write to.
+  Expected<int> relay_output(int target, const char* name);
   Expected<void> load_and_configure(const config::VmConfig& config);
+  // Stops everything that runs, in dependency order: the vCPUs (no more
+  // register accesses), the serial input, every device (queue work done,
+  // I/O workers joined, loop registrations removed), the event loop, then
+  // the output relays (drained). Idempotent; wait() and the destructor
+  // call it.
+  void teardown();
 
   Kvm kvm_;
   VmFd vm_;
   GuestMemory memory_;
   std::unique_ptr<VmControl> control_;
+  // Device work runs on the loop. It is declared before everything that
+  // registers with it, so it is destroyed after them; teardown() has
+  // stopped it and reset every device by then anyway.
+  std::unique_ptr<EpollLoop> loop_;
+  std::vector<UniqueFd> console_fds_;
+  // Console output (serial, virtio-console) reaches its host fd through
+  // these; teardown() drains and stops them once the devices are quiet.
+  std::vector<std::unique_ptr<OutputRelay>> relays_;
   std::shared_ptr<Bus> pio_ = std::make_shared<Bus>();
   std::shared_ptr<Bus> mmio_ = std::make_shared<Bus>();
   UniqueFd serial_out_;  // serial_out_path, when configured; outlives serial_
@@ -106,10 +135,6 @@ class Vm {
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
-  // Device work runs on the loop; transports (and their devices) are
-  // destroyed before it and before the console's file or socket.
-  std::vector<UniqueFd> console_fds_;
-  std::unique_ptr<EpollLoop> loop_;
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
   // By id, for runtime updates (owned by their transports too).
@@ -127,8 +152,11 @@ class Vm {
   };
   std::map<std::string, NetEntry> nets_;
   std::atomic<bool> started_{false};
-  std::atomic<bool> paused_{false};
-  std::mutex pause_mutex_;  // serializes pause()/resume()
+  // Serialises pause(), resume() and the stop in wait(): a pause can never
+  // kick a vCPU thread that wait() is joining or has joined.
+  std::mutex pause_mutex_;
+  bool paused_ = false;    // under pause_mutex_
+  bool finished_ = false;  // under pause_mutex_: wait() stopped the VM
   // Last: vCPU threads stop before anything they touch is destroyed.
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
 };

@@ -235,6 +235,18 @@ Expected<void> VcpuFd::set_lapic(const kvm_lapic_state& lapic) const {
   return ioctl_in(fd_.get(), KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
 }
 
+Expected<kvm_mp_state> VcpuFd::mp_state() const {
+  kvm_mp_state m{};
+  if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &m) < 0) return sys_error("KVM_GET_MP_STATE");
+  return m;
+}
+
+Expected<kvm_vcpu_events> VcpuFd::events() const {
+  kvm_vcpu_events e{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) return sys_error("KVM_GET_VCPU_EVENTS");
+  return e;
+}
+
 Expected<std::span<std::uint8_t>> VcpuFd::io_data() const {
   const kvm_run& r = run_state();
   const std::uint64_t offset = r.io.data_offset;

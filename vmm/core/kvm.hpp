@@ -84,6 +84,8 @@ class VcpuFd {
   Expected<void> set_msrs(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& msrs) const;
   Expected<kvm_lapic_state> lapic() const;
   Expected<void> set_lapic(const kvm_lapic_state& lapic) const;
+  Expected<kvm_mp_state> mp_state() const;
+  Expected<kvm_vcpu_events> events() const;
   // kvm_run.immediate_exit: makes the next (or a signal-interrupted) KVM_RUN
   // return EINTR at once, so a kick cannot be lost.
   void set_immediate_exit(bool on) const { run_state().immediate_exit = on ? 1 : 0; }
