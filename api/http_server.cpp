@@ -9,6 +9,12 @@
 // sending and drained for a short while first, so the client reads the
 // response rather than a reset.
 //
+// Memory per connection is bounded: Beast's parser limits the header
+// (header_limit) and the body (body_limit) but not a chunk-size line, its
+// extensions or the trailer, which it keeps in the read buffer until their
+// end arrives; so the read buffer itself has a maximum (read_buffer_limit),
+// and a request that would need more is a 400.
+//
 // The server must not be destroyed from inside its own handler (the
 // destructor joins the server thread).
 #include "api/http_server.hpp"
@@ -53,7 +59,17 @@ constexpr std::size_t kLingerBytes = 1 << 20;
 // of spinning.
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 constexpr std::size_t kHeaderLimit = 16 * 1024;
+// Room in the read buffer beyond a whole header and body: the start of the
+// next pipelined request, chunk-size lines and a short trailer.
+constexpr std::size_t kReadBufferSlack = 8 * 1024;
 constexpr std::size_t kLogFieldMax = 200;
+
+// The most a connection buffers before the parser consumes it. More than
+// kHeaderLimit, so that an over-long header is still reported as one.
+std::size_t read_buffer_limit(std::size_t max_body_bytes) {
+  const std::size_t fixed = kHeaderLimit + kReadBufferSlack;
+  return max_body_bytes > SIZE_MAX - fixed ? SIZE_MAX : fixed + max_body_bytes;
+}
 
 std::string fault_json(const std::string& message) {
   return nlohmann::json{{"fault_message", message}}.dump(-1, ' ', false,
@@ -71,6 +87,23 @@ std::string loggable(std::string_view s) {
   }
   if (s.size() > n) out += "...";
   return out;
+}
+
+// RFC 9110 field names are tokens; values carry no control characters but
+// HTAB (a CR or LF would let a value start a new header line).
+bool valid_header(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char ch : name) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    const bool token = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                       std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    if (!token) return false;
+  }
+  for (char ch : value) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
 }
 
 bool equals_ignore_case(std::string_view a, std::string_view b) {
@@ -172,7 +205,10 @@ class ServerImpl final : public HttpServer {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(ServerImpl& server, stream_protocol::socket socket)
-      : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+      : server_(server),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        buffer_(read_buffer_limit(server.options().max_body_bytes)) {
     server_.sessions().insert(this);
   }
   ~Session() { server_.sessions().erase(this); }
@@ -272,6 +308,11 @@ class Session : public std::enable_shared_from_this<Session> {
                     ? "Request payload is larger than the limit of " + limit + " allowed by server"
                     : "Request payload with size " + std::string(length) +
                           " is larger than the limit of " + limit + " allowed by server";
+    } else if (ec == http::error::buffer_overflow) {
+      // A chunk-size line (with its extensions) or a trailer that does
+      // not end within the read buffer.
+      message = "Malformed HTTP request: a chunk header or trailer is longer than the " +
+                std::to_string(buffer_.max_size()) + " bytes allowed by server";
     } else {
       message = "Malformed HTTP request: " + ec.message();
     }
@@ -306,6 +347,13 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.emplace(static_cast<http::status>(status), version);
     response_->set(http::field::server, "hvz");
     if (!body.empty()) response_->set(http::field::content_type, "application/json");
+    for (const auto& [name, value] : response.headers) {
+      if (!valid_header(name, value)) {
+        LOG_ERROR("api: dropping an invalid response header field '%s'", loggable(name).c_str());
+        continue;
+      }
+      response_->set(name, value);
+    }
     response_->body() = std::move(body);
     response_->keep_alive(keep_alive);
     response_->prepare_payload();

@@ -3,7 +3,9 @@
 // blocks the others; complete requests go to one Handler, one at a time
 // (handlers need no locking among themselves). Bodies above max_body_bytes,
 // malformed HTTP and idle connections get a 4xx or are closed — never a
-// crash. Each request is logged with its duration.
+// crash. What a connection buffers is bounded too (a header, chunk line or
+// trailer that never ends is a 400, not unbounded memory). Each request is
+// logged with its duration.
 #pragma once
 
 #include <chrono>
@@ -11,6 +13,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "vmm/core/error.hpp"
 
@@ -25,6 +29,10 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 204;
   std::string body;  // JSON; empty for 204
+  // Extra header fields, e.g. Firecracker's {"Deprecation", "true"}. A field
+  // whose name is not an HTTP token or whose value holds a control
+  // character is dropped (and logged), never sent.
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 using Handler = std::function<HttpResponse(const HttpRequest&)>;

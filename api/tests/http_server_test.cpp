@@ -140,6 +140,20 @@ class Client {
 
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
+  // Sends `piece` again and again, `total` bytes at most, until the server
+  // stops taking them (it closed, or the hang guard fired); returns how
+  // many bytes it took.
+  std::size_t flood(const std::string& piece, std::size_t total) {
+    std::size_t sent = 0;
+    while (sent < total) {
+      const ssize_t n = ::send(fd_, piece.data(), piece.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      sent += static_cast<std::size_t>(n);
+    }
+    return sent;
+  }
+
  private:
   bool fill() {
     char tmp[4096];
@@ -356,6 +370,120 @@ TEST_F(HttpServerTest, ChunkedBodyWithinTheLimitIsAccepted) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(parse(r->body)["body"], "abcde");
+}
+
+TEST_F(HttpServerTest, EndlessChunkLineOrTrailerGets400WithBoundedBuffering) {
+  // Beast keeps a chunk-size line (with its extensions) or a trailer in the
+  // read buffer until its CRLF arrives, and limits neither: without a
+  // bound on the buffer, one client could make the server hold any amount
+  // of memory (on each of its connections).
+  auto o = options();
+  o.idle_timeout = 2s;  // how long an unbounded server would wait for the rest
+  start(o);
+  constexpr std::size_t kFlood = 16 << 20;
+  // The read buffer (~75 KiB), what the server drains after its answer
+  // (1 MiB) and what the socket buffers hold, with room to spare.
+  constexpr std::size_t kAcceptedMax = 4 << 20;
+  const std::string head = "PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::pair<const char*, std::string> cases[] = {
+      {"an endless chunk extension", head + "1;ext="},
+      {"an endless chunk size", head + "1"},
+      {"an endless trailer", head + "1\r\nx\r\n0\r\nX-Trailer: "},
+  };
+  const std::string piece(64 * 1024, '1');  // a hex digit: also fits an extension and a field
+  for (const auto& [what, start_text] : cases) {
+    SCOPED_TRACE(what);
+    Client c(path_);
+    ASSERT_TRUE(c.send(start_text));
+    const std::size_t sent = c.flood(piece, kFlood);
+    EXPECT_LT(sent, kAcceptedMax) << "the server took " << sent << " bytes of " << what;
+    auto r = c.read_response();
+    ASSERT_TRUE(r) << "no answer";
+    EXPECT_EQ(r->status, 400);
+    const auto fault = parse(r->body).value("fault_message", "");
+    EXPECT_NE(fault.find("Malformed HTTP request: a chunk header or trailer is longer than"),
+              std::string::npos)
+        << r->body;
+    EXPECT_TRUE(c.wait_closed());
+  }
+  // The server still serves.
+  Client ok(path_);
+  ASSERT_TRUE(ok.send(get("/after")));
+  auto r = ok.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(HttpServerTest, LimitsKeepTheirMessagesWithTheBoundedBuffer) {
+  start();
+  {
+    Client c(path_);
+    ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nX-Big: " + std::string(100000, 'a') + "\r\n\r\n"));
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(parse(r->body)["fault_message"], "Malformed HTTP request: header limit exceeded");
+  }
+  {
+    // A chunked body over the limit sent in one large chunk, and many small
+    // ones: the body limit, not the buffer, speaks.
+    Client c(path_);
+    ASSERT_TRUE(
+        c.send("PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "20000\r\n" +
+               std::string(0x20000, 'x') + "\r\n0\r\n\r\n"));
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(parse(r->body)["fault_message"],
+              "Request payload is larger than the limit of 51200 allowed by server");
+  }
+  {
+    Client c(path_);
+    std::string chunks;
+    for (int i = 0; i < 2000; ++i) chunks += "20\r\n" + std::string(32, 'y') + "\r\n";
+    ASSERT_TRUE(
+        c.send("PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks));
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(parse(r->body)["fault_message"],
+              "Request payload is larger than the limit of 51200 allowed by server");
+  }
+  {
+    // Pipelined requests filling more than the buffer are all served.
+    Client c(path_);
+    std::string many;
+    const std::string body(40000, 'b');
+    for (int i = 0; i < 4; ++i) many += put("/p" + std::to_string(i), body);
+    ASSERT_TRUE(c.send(many));
+    for (int i = 0; i < 4; ++i) {
+      auto r = c.read_response();
+      ASSERT_TRUE(r) << i;
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(parse(r->body)["target"], "/p" + std::to_string(i));
+    }
+  }
+}
+
+TEST_F(HttpServerTest, HandlerHeadersAreSentAndInvalidOnesDropped) {
+  start([](const HttpRequest&) {
+    HttpResponse r{200, R"({"ok":true})"};
+    r.headers = {{"Deprecation", "true"},
+                 {"X-Bad\r\nInjected", "1"},
+                 {"X-Split", "a\r\nInjected: 1"},
+                 {"", "empty"}};
+    return r;
+  });
+  Client c(path_);
+  ASSERT_TRUE(c.send(get("/")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("deprecation"), "true");
+  EXPECT_FALSE(r->has_header("injected"));
+  EXPECT_FALSE(r->has_header("x-split"));
+  EXPECT_EQ(r->body, R"({"ok":true})");
 }
 
 TEST_F(HttpServerTest, MalformedRequestLineGets400AndClose) {
