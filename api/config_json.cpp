@@ -1,219 +1,327 @@
-// The config-file JSON mapping (see config_json.hpp). Field names, required
-// fields and defaults follow Firecracker's vmm_config (boot_source.rs,
-// machine_config.rs, drive.rs, net.rs, logger, metrics.rs, serial.rs,
-// entropy.rs) and its swagger definitions.
+// The config-file JSON mapping (see config_json.hpp). Field names, which
+// fields are required, which take null (Firecracker's Option fields) and
+// defaults follow Firecracker's vmm_config (boot_source.rs,
+// machine_config.rs, drive.rs, net.rs, mod.rs, logger, metrics.rs,
+// serial.rs, entropy.rs, resources.rs); messages follow serde's wording.
 #include "api/config_json.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
-#include <set>
+#include <map>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace hvz::api {
-namespace {
 
 using nlohmann::json;
 
+// --- Reading Firecracker's structs ------------------------------------------
+
+namespace {
+
 struct ParseError {
+  Errc code;
   std::string message;
 };
 
-void check_fields(const json& obj, const std::string& where, const std::set<std::string>& allowed) {
-  if (!obj.is_object()) throw ParseError{where + ": expected an object"};
-  for (const auto& [key, value] : obj.items()) {
-    if (!allowed.count(key)) throw ParseError{where + ": unknown field '" + key + "'"};
+// serde's description of an unexpected value: "string \"x\"", "integer `5`".
+std::string unexpected(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return std::string("boolean `") + (v.get<bool>() ? "true" : "false") + "`";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "integer `" + v.dump() + "`";
+    case json::value_t::number_float:
+      return "floating point `" + v.dump() + "`";
+    case json::value_t::string:
+      return "string " + dump_json(v);
+    case json::value_t::array:
+      return "sequence";
+    case json::value_t::object:
+      return "map";
+    default:
+      return "value";
   }
 }
 
-// Present and not null.
-bool has(const json& obj, const char* key) {
-  const auto it = obj.find(key);
-  return it != obj.end() && !it->is_null();
-}
-
-void require(const json& obj, const std::string& where, const char* key) {
-  if (!obj.contains(key)) throw ParseError{where + ": missing " + key};
-}
-
-std::string get_string(const json& obj, const std::string& where, const char* key) {
-  const auto& v = obj.at(key);
-  if (!v.is_string()) throw ParseError{where + "." + key + ": expected a string"};
-  return v.get<std::string>();
-}
-
-// A JSON integer >= 0 (parsed ones are unsigned; built ones may be signed).
-std::optional<std::uint64_t> non_negative(const json& v) {
-  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) {
-    return static_cast<std::uint64_t>(v.get<std::int64_t>());
+// serde's list of names: "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+std::string one_of(const std::vector<const char*>& names) {
+  if (names.empty()) return "nothing";
+  if (names.size() == 1) return std::string("`") + names[0] + "`";
+  if (names.size() == 2) return std::string("`") + names[0] + "` or `" + names[1] + "`";
+  std::string out = "one of ";
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out += std::string(i ? ", " : "") + "`" + names[i] + "`";
   }
-  return std::nullopt;
+  return out;
 }
 
-std::uint64_t get_u64(const json& obj, const std::string& where, const char* key) {
-  const auto v = non_negative(obj.at(key));
-  if (!v) throw ParseError{where + "." + key + ": expected a non-negative integer"};
-  return *v;
-}
+// A value being read: the JSON, its path for messages ("" at the top) and
+// where it ends in the text, if known. A message about it is serde's, word
+// for word (Firecracker's clients match on them), followed by the path in
+// parentheses when there is one: "invalid type: null, expected a boolean at
+// line 1 column 50 (smt)".
+struct Value {
+  const json& j;
+  std::string path;
+  const JsonDocument* doc;
+  std::optional<TextPosition> end;
 
-std::uint32_t get_u32(const json& obj, const std::string& where, const char* key) {
-  const auto v = non_negative(obj.at(key));
-  if (!v || *v > 0xffffffffu) {
-    throw ParseError{where + "." + key + ": expected a non-negative integer"};
+  std::string child_path(const std::string& name) const {
+    return path.empty() ? name : path + "." + name;
   }
-  return static_cast<std::uint32_t>(*v);
-}
-
-bool get_bool(const json& obj, const std::string& where, const char* key) {
-  const auto& v = obj.at(key);
-  if (!v.is_boolean()) throw ParseError{where + "." + key + ": expected true or false"};
-  return v.get<bool>();
-}
-
-void refuse(const json& obj, const std::string& where, const char* key, const char* what) {
-  if (has(obj, key)) throw ParseError{where + "." + key + ": " + what + " not supported yet"};
-}
-
-// Runs a throwing parser and turns its failure into an Error.
-template <typename F>
-auto guarded(F&& parse) -> Expected<decltype(parse())> {
-  try {
-    return parse();
-  } catch (const ParseError& e) {
-    return make_error(Errc::kInvalidArgument, e.message);
-  } catch (const json::exception& e) {
-    return make_error(Errc::kInvalidArgument, std::string("malformed JSON: ") + e.what());
+  std::string prefix() const { return path.empty() ? "" : path + ": "; }
+  std::string suffix() const { return path.empty() ? "" : " (" + path + ")"; }
+  [[noreturn]] void fail(const std::string& message) const {
+    throw ParseError{Errc::kInvalidArgument, message + position_suffix(end) + suffix()};
   }
+  [[noreturn]] void invalid_type(const std::string& expected) const {
+    fail("invalid type: " + unexpected(j) + ", expected " + expected);
+  }
+  // hvz lacks what Firecracker would do with this value.
+  [[noreturn]] void unsupported(const std::string& what) const {
+    throw ParseError{Errc::kUnsupported, prefix() + what + " not supported yet"};
+  }
+  Value element(std::size_t i) const {
+    return {j[i], path + "[" + std::to_string(i) + "]", doc,
+            doc ? doc->element_end(j, i) : std::nullopt};
+  }
+};
+
+Value top(const json& j, const std::string& where, const JsonDocument* doc) {
+  return {j, where, doc, doc ? doc->end_of(j) : std::nullopt};
 }
 
-config::BootSource boot_source_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"kernel_image_path", "initrd_path", "boot_args"});
-  require(j, where, "kernel_image_path");
+std::string as_string(const Value& v, const char* expected = "a string") {
+  if (!v.j.is_string()) v.invalid_type(expected);
+  return v.j.get<std::string>();
+}
+
+bool as_bool(const Value& v) {
+  if (!v.j.is_boolean()) v.invalid_type("a boolean");
+  return v.j.get<bool>();
+}
+
+// An integer of Rust type `type` (u8, u32, u64) whose largest value is `max`.
+std::uint64_t as_unsigned(const Value& v, const char* type, std::uint64_t max) {
+  if (v.j.is_number_unsigned()) {
+    const auto n = v.j.get<std::uint64_t>();
+    if (n > max) v.fail("invalid value: " + unexpected(v.j) + ", expected " + type);
+    return n;
+  }
+  if (v.j.is_number_integer()) {
+    if (v.j.get<std::int64_t>() >= 0) {
+      const auto n = static_cast<std::uint64_t>(v.j.get<std::int64_t>());
+      if (n > max) v.fail("invalid value: " + unexpected(v.j) + ", expected " + type);
+      return n;
+    }
+    v.fail("invalid value: " + unexpected(v.j) + ", expected " + type);
+  }
+  v.invalid_type(type);
+}
+
+// One of an enum's variants (by name); returns its index.
+std::size_t as_variant(const Value& v, const std::vector<const char*>& variants) {
+  if (!v.j.is_string()) v.invalid_type(one_of(variants));
+  const auto text = v.j.get<std::string>();
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    if (text == variants[i]) return i;
+  }
+  v.fail("unknown variant `" + text + "`, expected " + one_of(variants));
+}
+
+// A JSON object read as Firecracker struct `type` (with deny_unknown_fields)
+// whose fields are `fields`. Fields are taken as Firecracker declares them:
+// required() (neither absent nor null), defaulted() (#[serde(default)]:
+// may be absent, not null) or optional() (an Option: absent or null is
+// none). A missing required field is reported by finish(), after the
+// fields present were read, as serde does.
+class Object {
+ public:
+  Object(const Value& v, const char* type, std::vector<const char*> fields)
+      : v_(v), fields_(std::move(fields)) {
+    if (!v.j.is_object()) v.invalid_type(std::string("struct ") + type);
+    // The first unknown field in the text (in key order without positions).
+    const json* first = nullptr;
+    std::string first_key;
+    std::optional<TextPosition> first_pos;
+    for (auto it = v.j.begin(); it != v.j.end(); ++it) {
+      if (std::find_if(fields_.begin(), fields_.end(),
+                       [&](const char* f) { return it.key() == f; }) != fields_.end()) {
+        continue;
+      }
+      const auto pos = v.doc ? v.doc->key_end(*it) : std::nullopt;
+      if (!first || (pos && first_pos &&
+                     (pos->line < first_pos->line ||
+                      (pos->line == first_pos->line && pos->column < first_pos->column)))) {
+        first = &*it;
+        first_key = it.key();
+        first_pos = pos;
+      }
+    }
+    if (first) {
+      throw ParseError{Errc::kInvalidArgument, "unknown field `" + first_key + "`, expected " +
+                                                   one_of(fields_) + position_suffix(first_pos) +
+                                                   v.suffix()};
+    }
+  }
+
+  std::optional<Value> required(const char* key) {
+    if (!v_.j.contains(key)) {
+      if (!missing_) missing_ = key;
+      return std::nullopt;
+    }
+    return field(key);
+  }
+  std::optional<Value> defaulted(const char* key) const {
+    if (!v_.j.contains(key)) return std::nullopt;
+    return field(key);
+  }
+  std::optional<Value> optional(const char* key) const {
+    const auto it = v_.j.find(key);
+    if (it == v_.j.end() || it->is_null()) return std::nullopt;
+    return field(key);
+  }
+  // An Option field hvz needs: absent or null is reported as missing.
+  std::optional<Value> needed(const char* key) {
+    auto f = optional(key);
+    if (!f && !missing_) missing_ = key;
+    return f;
+  }
+  void finish() const {
+    if (missing_) {
+      throw ParseError{Errc::kInvalidArgument,
+                       "missing field `" + *missing_ + "`" + position_suffix(v_.end) + v_.suffix()};
+    }
+  }
+
+ private:
+  Value field(const char* key) const {
+    const json& member = v_.j.at(key);
+    return {member, v_.child_path(key), v_.doc, v_.doc ? v_.doc->end_of(member) : std::nullopt};
+  }
+
+  const Value& v_;
+  std::vector<const char*> fields_;
+  std::optional<std::string> missing_;
+};
+
+// Firecracker's static CPU templates (x86_64); hvz has none but "None".
+const std::vector<const char*> kCpuTemplates = {"C3", "T2", "T2S", "None", "T2CL", "T2A"};
+
+config::BootSource boot_source_from(const Value& v) {
+  Object o(v, "BootSourceConfig", {"kernel_image_path", "initrd_path", "boot_args"});
   config::BootSource b;
-  b.kernel_image_path = get_string(j, where, "kernel_image_path");
-  if (has(j, "initrd_path")) b.initrd_path = get_string(j, where, "initrd_path");
-  if (has(j, "boot_args")) b.boot_args = get_string(j, where, "boot_args");
+  if (auto f = o.required("kernel_image_path")) b.kernel_image_path = as_string(*f);
+  if (auto f = o.optional("initrd_path")) b.initrd_path = as_string(*f);
+  if (auto f = o.optional("boot_args")) b.boot_args = as_string(*f);
+  o.finish();
   return b;
 }
 
-config::MachineConfig machine_config_from(const json& j, const std::string& where,
-                                          const config::MachineConfig* base) {
-  check_fields(j, where,
-               {"vcpu_count", "mem_size_mib", "smt", "track_dirty_pages", "huge_pages",
-                "cpu_template", "virtio_mmio_cmdline"});
+config::MachineConfig machine_config_from(const Value& v, const config::MachineConfig* base) {
+  Object o(v, base ? "MachineConfigUpdate" : "MachineConfig",
+           {"vcpu_count", "mem_size_mib", "smt", "cpu_template", "track_dirty_pages", "huge_pages",
+            "virtio_mmio_cmdline"});
   config::MachineConfig m = base ? *base : config::MachineConfig{};
-  if (!base) {
-    // Firecracker requires both sizes in PUT /machine-config and the file.
-    require(j, where, "vcpu_count");
-    require(j, where, "mem_size_mib");
-    m.vcpu_count = get_u32(j, where, "vcpu_count");
-    m.mem_size_mib = get_u32(j, where, "mem_size_mib");
-  } else {
-    if (has(j, "vcpu_count")) m.vcpu_count = get_u32(j, where, "vcpu_count");
-    if (has(j, "mem_size_mib")) m.mem_size_mib = get_u32(j, where, "mem_size_mib");
+  // PUT: the sizes are required and the rest defaulted; PATCH: all Options.
+  auto sized = [&](const char* key) { return base ? o.optional(key) : o.required(key); };
+  auto flag = [&](const char* key) { return base ? o.optional(key) : o.defaulted(key); };
+  if (auto f = sized("vcpu_count"))
+    m.vcpu_count = static_cast<std::uint32_t>(as_unsigned(*f, "u8", 0xff));
+  if (auto f = sized("mem_size_mib")) {
+    m.mem_size_mib = static_cast<std::uint32_t>(as_unsigned(*f, "u32", 0xffffffffu));
   }
-  if (has(j, "smt")) m.smt = get_bool(j, where, "smt");
-  if (has(j, "track_dirty_pages") && get_bool(j, where, "track_dirty_pages")) {
-    throw ParseError{where + ".track_dirty_pages: not supported yet"};
-  }
-  if (has(j, "cpu_template")) {
-    const auto t = get_string(j, where, "cpu_template");
-    if (t != "None") throw ParseError{where + ".cpu_template: only \"None\" is supported"};
-  }
-  if (has(j, "huge_pages")) {
-    const auto h = get_string(j, where, "huge_pages");
-    if (h == "None") {
-      m.huge_pages = config::HugePages::kNone;
-    } else if (h == "2M") {
-      m.huge_pages = config::HugePages::k2M;
-    } else {
-      throw ParseError{where + ".huge_pages: expected \"None\" or \"2M\", not \"" + h + "\""};
+  if (auto f = flag("smt")) m.smt = as_bool(*f);
+  if (auto f = o.optional("cpu_template")) {
+    if (kCpuTemplates[as_variant(*f, kCpuTemplates)] != std::string("None")) {
+      f->unsupported("CPU templates are");
     }
   }
-  if (has(j, "virtio_mmio_cmdline")) {
-    m.virtio_mmio_cmdline = get_bool(j, where, "virtio_mmio_cmdline");
+  if (auto f = flag("track_dirty_pages"); f && as_bool(*f))
+    f->unsupported("dirty page tracking is");
+  if (auto f = flag("huge_pages")) {
+    const auto h = as_variant(*f, {"None", "Transparent", "2M"});
+    if (h == 1) f->unsupported("transparent huge pages are");
+    m.huge_pages = h == 2 ? config::HugePages::k2M : config::HugePages::kNone;
   }
+  if (auto f = o.optional("virtio_mmio_cmdline")) m.virtio_mmio_cmdline = as_bool(*f);
+  o.finish();
   return m;
 }
 
-config::TokenBucketConfig token_bucket_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"size", "one_time_burst", "refill_time"});
-  require(j, where, "size");
-  require(j, where, "refill_time");
+config::TokenBucketConfig token_bucket_from(const Value& v) {
+  // Firecracker's TokenBucketConfig takes unknown fields; hvz is strict.
+  Object o(v, "TokenBucketConfig", {"size", "one_time_burst", "refill_time"});
   config::TokenBucketConfig b;
-  b.size = get_u64(j, where, "size");
-  if (has(j, "one_time_burst")) b.one_time_burst = get_u64(j, where, "one_time_burst");
-  b.refill_time_ms = get_u64(j, where, "refill_time");
+  constexpr std::uint64_t kU64 = ~std::uint64_t{0};
+  if (auto f = o.required("size")) b.size = as_unsigned(*f, "u64", kU64);
+  if (auto f = o.optional("one_time_burst")) b.one_time_burst = as_unsigned(*f, "u64", kU64);
+  if (auto f = o.required("refill_time")) b.refill_time_ms = as_unsigned(*f, "u64", kU64);
+  o.finish();
   return b;
 }
 
-config::RateLimiterConfig rate_limiter_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"bandwidth", "ops"});
+config::RateLimiterConfig rate_limiter_from(const Value& v) {
+  Object o(v, "RateLimiterConfig", {"bandwidth", "ops"});
   config::RateLimiterConfig r;
-  if (has(j, "bandwidth")) r.bandwidth = token_bucket_from(j.at("bandwidth"), where + ".bandwidth");
-  if (has(j, "ops")) r.ops = token_bucket_from(j.at("ops"), where + ".ops");
+  if (auto f = o.optional("bandwidth")) r.bandwidth = token_bucket_from(*f);
+  if (auto f = o.optional("ops")) r.ops = token_bucket_from(*f);
+  o.finish();
   return r;
 }
 
-std::optional<config::RateLimiterConfig> optional_limiter(const json& j, const std::string& where,
-                                                          const char* key) {
-  if (!has(j, key)) return std::nullopt;
-  return rate_limiter_from(j.at(key), where + "." + key);
+std::optional<config::RateLimiterConfig> limiter(const Object& o, const char* key) {
+  if (auto f = o.optional(key)) return rate_limiter_from(*f);
+  return std::nullopt;
 }
 
-config::Drive drive_from(const json& j, const std::string& where) {
-  check_fields(j, where,
-               {"drive_id", "path_on_host", "is_root_device", "is_read_only", "partuuid",
-                "cache_type", "io_engine", "rate_limiter", "socket"});
-  for (const char* key : {"drive_id", "path_on_host", "is_root_device"}) require(j, where, key);
+config::Drive drive_from(const Value& v) {
+  Object o(v, "BlockDeviceConfig",
+           {"drive_id", "partuuid", "is_root_device", "cache_type", "is_read_only", "path_on_host",
+            "rate_limiter", "io_engine", "socket"});
   config::Drive d;
-  d.drive_id = get_string(j, where, "drive_id");
-  d.path_on_host = get_string(j, where, "path_on_host");
-  d.is_root_device = get_bool(j, where, "is_root_device");
-  if (has(j, "is_read_only")) d.is_read_only = get_bool(j, where, "is_read_only");
-  if (has(j, "partuuid")) d.partuuid = get_string(j, where, "partuuid");
-  if (has(j, "cache_type")) {
-    // Flushes are always honoured, so both modes are safe.
-    const auto c = get_string(j, where, "cache_type");
-    if (c != "Unsafe" && c != "Writeback") {
-      throw ParseError{where + ".cache_type: expected \"Unsafe\" or \"Writeback\""};
-    }
+  if (auto f = o.required("drive_id")) d.drive_id = as_string(*f);
+  if (auto f = o.optional("partuuid")) d.partuuid = as_string(*f);
+  if (auto f = o.required("is_root_device")) d.is_root_device = as_bool(*f);
+  if (auto f = o.defaulted("cache_type")) {
+    d.cache_type = as_variant(*f, {"Unsafe", "Writeback"}) == 1 ? config::CacheType::kWriteback
+                                                                : config::CacheType::kUnsafe;
   }
-  if (has(j, "io_engine")) {
-    const auto e = get_string(j, where, "io_engine");
-    if (e == "Sync") {
-      d.io_engine = config::IoEngine::kSync;
-    } else if (e == "Async") {
-      d.io_engine = config::IoEngine::kAsync;
-    } else {
-      throw ParseError{where + ".io_engine: expected \"Sync\" or \"Async\", not \"" + e + "\""};
-    }
+  if (auto f = o.optional("is_read_only")) d.is_read_only = as_bool(*f);
+  // An Option in Firecracker, where vhost-user drives have none.
+  if (auto f = o.needed("path_on_host")) d.path_on_host = as_string(*f);
+  d.rate_limiter = effective_limiter(limiter(o, "rate_limiter"));
+  if (auto f = o.optional("io_engine")) {
+    d.io_engine =
+        as_variant(*f, {"Sync", "Async"}) == 1 ? config::IoEngine::kAsync : config::IoEngine::kSync;
   }
-  d.rate_limiter = optional_limiter(j, where, "rate_limiter");
-  refuse(j, where, "socket", "vhost-user drives are");
+  if (auto f = o.optional("socket")) f->unsupported("vhost-user drives are");
+  o.finish();
   return d;
 }
 
-config::NetworkInterface interface_from(const json& j, const std::string& where) {
-  check_fields(
-      j, where,
-      {"iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter", "mtu"});
-  for (const char* key : {"iface_id", "host_dev_name"}) require(j, where, key);
+config::NetworkInterface interface_from(const Value& v) {
+  Object o(v, "NetworkInterfaceConfig",
+           {"iface_id", "host_dev_name", "guest_mac", "mtu", "rx_rate_limiter", "tx_rate_limiter"});
   config::NetworkInterface n;
-  n.iface_id = get_string(j, where, "iface_id");
-  n.host_dev_name = get_string(j, where, "host_dev_name");
-  if (has(j, "guest_mac")) {
-    const auto text = get_string(j, where, "guest_mac");
-    n.guest_mac = config::parse_mac(text);
-    if (!n.guest_mac) {
-      throw ParseError{where + ".guest_mac: expected aa:bb:cc:dd:ee:ff, not " + text};
-    }
+  if (auto f = o.required("iface_id")) n.iface_id = as_string(*f);
+  if (auto f = o.required("host_dev_name")) n.host_dev_name = as_string(*f);
+  if (auto f = o.optional("guest_mac")) {
+    n.guest_mac = config::parse_mac(as_string(*f));
+    if (!n.guest_mac) f->fail("The provided MAC address is invalid.");
   }
-  n.rx_rate_limiter = optional_limiter(j, where, "rx_rate_limiter");
-  n.tx_rate_limiter = optional_limiter(j, where, "tx_rate_limiter");
-  refuse(j, where, "mtu", "an MTU is");
+  if (auto f = o.optional("mtu")) f->unsupported("an MTU is");
+  n.rx_rate_limiter = effective_limiter(limiter(o, "rx_rate_limiter"));
+  n.tx_rate_limiter = effective_limiter(limiter(o, "tx_rate_limiter"));
+  o.finish();
   return n;
 }
 
@@ -222,205 +330,261 @@ std::string lower(std::string s) {
   return s;
 }
 
-config::LoggerConfig logger_from(const json& j, const std::string& where,
-                                 const config::LoggerConfig& base) {
-  check_fields(j, where, {"log_path", "level", "show_level", "show_log_origin", "module"});
+config::LoggerConfig logger_from(const Value& v, const config::LoggerConfig& base) {
+  Object o(v, "LoggerConfig", {"log_path", "level", "show_level", "show_log_origin", "module"});
   config::LoggerConfig l = base;
-  if (has(j, "log_path")) l.log_path = get_string(j, where, "log_path");
-  if (has(j, "level")) {
+  if (auto f = o.optional("log_path")) l.log_path = as_string(*f, "path string");
+  if (auto f = o.optional("level")) {
     // Case-insensitive, as in Firecracker, which also takes "Warn".
     using Level = config::LoggerConfig::Level;
-    const auto text = get_string(j, where, "level");
-    const auto v = lower(text);
-    if (v == "error") {
+    const auto text = as_string(*f);
+    const auto t = lower(text);
+    if (t == "error") {
       l.level = Level::kError;
-    } else if (v == "warning" || v == "warn") {
+    } else if (t == "warning" || t == "warn") {
       l.level = Level::kWarning;
-    } else if (v == "info") {
+    } else if (t == "info") {
       l.level = Level::kInfo;
-    } else if (v == "debug") {
+    } else if (t == "debug") {
       l.level = Level::kDebug;
-    } else if (v == "trace") {
+    } else if (t == "trace") {
       l.level = Level::kTrace;
-    } else if (v == "off") {
+    } else if (t == "off") {
       l.level = Level::kOff;
     } else {
-      throw ParseError{where +
-                       ".level: expected Error, Warning, Info, Debug, Trace or Off, not \"" + text +
-                       "\""};
+      f->fail("Invalid LevelFilter: expected Error, Warning, Info, Debug, Trace or Off, not " +
+              dump_json(f->j));
     }
   }
-  if (has(j, "show_level")) l.show_level = get_bool(j, where, "show_level");
-  if (has(j, "show_log_origin")) l.show_log_origin = get_bool(j, where, "show_log_origin");
-  refuse(j, where, "module", "filtering by module is");
+  if (auto f = o.optional("show_level")) l.show_level = as_bool(*f);
+  if (auto f = o.optional("show_log_origin")) l.show_log_origin = as_bool(*f);
+  if (auto f = o.optional("module")) f->unsupported("filtering by module is");
+  o.finish();
   return l;
 }
 
-config::MetricsConfig metrics_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"metrics_path"});
-  require(j, where, "metrics_path");
+config::MetricsConfig metrics_from(const Value& v) {
+  Object o(v, "MetricsConfig", {"metrics_path"});
   config::MetricsConfig m;
-  m.metrics_path = get_string(j, where, "metrics_path");
-  if (m.metrics_path.empty()) throw ParseError{where + ".metrics_path: must not be empty"};
+  if (auto f = o.required("metrics_path")) {
+    m.metrics_path = as_string(*f, "path string");
+    if (m.metrics_path.empty()) f->fail("invalid value: string \"\", expected a file path");
+  }
+  o.finish();
   return m;
 }
 
-config::SerialConfig serial_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"serial_out_path", "rate_limiter"});
+config::SerialConfig serial_from(const Value& v) {
+  Object o(v, "SerialConfig", {"serial_out_path", "rate_limiter"});
   config::SerialConfig s;
-  if (has(j, "serial_out_path")) s.serial_out_path = get_string(j, where, "serial_out_path");
-  refuse(j, where, "rate_limiter", "rate limiting the serial console is");
+  if (auto f = o.optional("serial_out_path")) s.serial_out_path = as_string(*f, "path string");
+  if (auto f = o.optional("rate_limiter")) f->unsupported("rate limiting the serial console is");
+  o.finish();
   return s;
 }
 
-config::EntropyConfig entropy_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"rate_limiter"});
+config::EntropyConfig entropy_from(const Value& v) {
+  Object o(v, "EntropyDeviceConfig", {"rate_limiter"});
   config::EntropyConfig e;
-  e.rate_limiter = optional_limiter(j, where, "rate_limiter");
+  e.rate_limiter = effective_limiter(limiter(o, "rate_limiter"));
+  o.finish();
   return e;
 }
 
-config::Console console_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"mode", "path"});
+config::Console console_from(const Value& v) {
+  Object o(v, "Console", {"mode", "path"});
   config::Console c;
-  if (has(j, "mode")) {
-    const auto m = get_string(j, where, "mode");
-    if (m == "stdio") {
-      c.mode = config::Console::Mode::kStdio;
-    } else if (m == "file") {
-      c.mode = config::Console::Mode::kFile;
-    } else if (m == "socket") {
-      c.mode = config::Console::Mode::kSocket;
-    } else {
-      throw ParseError{where + ".mode: expected \"stdio\", \"file\" or \"socket\""};
-    }
+  if (auto f = o.optional("mode")) {
+    static constexpr config::Console::Mode kModes[] = {config::Console::Mode::kStdio,
+                                                       config::Console::Mode::kFile,
+                                                       config::Console::Mode::kSocket};
+    c.mode = kModes[as_variant(*f, {"stdio", "file", "socket"})];
   }
-  if (has(j, "path")) c.path = get_string(j, where, "path");
+  if (auto f = o.optional("path")) c.path = as_string(*f);
+  o.finish();
   return c;
 }
 
-DriveUpdate drive_update_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"drive_id", "path_on_host", "rate_limiter"});
-  require(j, where, "drive_id");
+DriveUpdate drive_update_from(const Value& v) {
+  Object o(v, "BlockDeviceUpdateConfig", {"drive_id", "path_on_host", "rate_limiter"});
   DriveUpdate u;
-  u.drive_id = get_string(j, where, "drive_id");
-  if (has(j, "path_on_host")) u.path_on_host = get_string(j, where, "path_on_host");
-  u.rate_limiter = optional_limiter(j, where, "rate_limiter");
+  if (auto f = o.required("drive_id")) u.drive_id = as_string(*f);
+  if (auto f = o.optional("path_on_host")) u.path_on_host = as_string(*f);
+  u.rate_limiter = limiter(o, "rate_limiter");
+  o.finish();
   return u;
 }
 
-NetworkInterfaceUpdate interface_update_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"iface_id", "rx_rate_limiter", "tx_rate_limiter"});
-  require(j, where, "iface_id");
+NetworkInterfaceUpdate interface_update_from(const Value& v) {
+  Object o(v, "NetworkInterfaceUpdateConfig", {"iface_id", "rx_rate_limiter", "tx_rate_limiter"});
   NetworkInterfaceUpdate u;
-  u.iface_id = get_string(j, where, "iface_id");
-  u.rx_rate_limiter = optional_limiter(j, where, "rx_rate_limiter");
-  u.tx_rate_limiter = optional_limiter(j, where, "tx_rate_limiter");
+  if (auto f = o.required("iface_id")) u.iface_id = as_string(*f);
+  u.rx_rate_limiter = limiter(o, "rx_rate_limiter");
+  u.tx_rate_limiter = limiter(o, "tx_rate_limiter");
+  o.finish();
   return u;
 }
 
-// Accepted only as null: Firecracker devices hvz does not have.
-void refuse_section(const json& j, const char* key, const char* what) {
-  if (has(j, key)) throw ParseError{std::string(key) + ": " + what + " not supported yet"};
+template <typename F>
+void for_each_element(const Value& list, F&& each) {
+  if (!list.j.is_array()) list.invalid_type("a sequence");
+  for (std::size_t i = 0; i < list.j.size(); ++i) each(list.element(i));
 }
 
-config::VmConfig vm_config_from(const json& j) {
-  check_fields(j, "config",
-               {"boot-source", "machine-config", "drives", "network-interfaces", "console",
-                "logger", "metrics", "serial", "entropy", "vsock", "balloon", "mmds-config"});
+config::VmConfig vm_config_from(const Value& v) {
+  Object o(v, "VmmConfig",
+           {"balloon", "drives", "boot-source", "cpu-config", "logger", "machine-config", "metrics",
+            "mmds-config", "network-interfaces", "vsock", "entropy", "pmem", "memory-hotplug",
+            "console", "serial"});
   config::VmConfig c;
-  if (!j.contains("boot-source")) throw ParseError{"config: missing boot-source"};
-  c.boot_source = boot_source_from(j.at("boot-source"), "boot-source");
-  if (has(j, "machine-config")) {
-    c.machine_config = machine_config_from(j.at("machine-config"), "machine-config", nullptr);
+  if (auto f = o.optional("balloon")) f->unsupported("the balloon device is");
+  // Firecracker requires "drives"; hvz takes a file without.
+  if (auto f = o.defaulted("drives")) {
+    for_each_element(*f, [&](const Value& e) { c.drives.push_back(drive_from(e)); });
   }
-  if (has(j, "drives")) {
-    const auto& list = j.at("drives");
-    if (!list.is_array()) throw ParseError{"drives: expected an array"};
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      c.drives.push_back(drive_from(list[i], "drives[" + std::to_string(i) + "]"));
-    }
+  if (auto f = o.required("boot-source")) {
+    c.boot_source = boot_source_from(*f);
+    if (*c.boot_source == config::BootSource{}) c.boot_source.reset();
   }
-  if (has(j, "network-interfaces")) {
-    const auto& list = j.at("network-interfaces");
-    if (!list.is_array()) throw ParseError{"network-interfaces: expected an array"};
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      c.network_interfaces.push_back(
-          interface_from(list[i], "network-interfaces[" + std::to_string(i) + "]"));
-    }
+  if (auto f = o.optional("cpu-config")) f->unsupported("custom CPU templates are");
+  if (auto f = o.optional("logger")) c.logger = logger_from(*f, {});
+  if (auto f = o.optional("machine-config")) c.machine_config = machine_config_from(*f, nullptr);
+  if (auto f = o.optional("metrics")) c.metrics = metrics_from(*f);
+  if (auto f = o.optional("mmds-config")) f->unsupported("MMDS is");
+  if (auto f = o.defaulted("network-interfaces")) {
+    for_each_element(*f,
+                     [&](const Value& e) { c.network_interfaces.push_back(interface_from(e)); });
   }
-  if (has(j, "console")) c.console = console_from(j.at("console"), "console");
-  if (has(j, "logger")) c.logger = logger_from(j.at("logger"), "logger", {});
-  if (has(j, "metrics")) c.metrics = metrics_from(j.at("metrics"), "metrics");
-  if (has(j, "serial")) c.serial = serial_from(j.at("serial"), "serial");
-  if (has(j, "entropy")) c.entropy = entropy_from(j.at("entropy"), "entropy");
-  refuse_section(j, "vsock", "vsock is");
-  refuse_section(j, "balloon", "the balloon device is");
-  refuse_section(j, "mmds-config", "MMDS is");
+  if (auto f = o.optional("vsock")) f->unsupported("vsock is");
+  if (auto f = o.optional("entropy")) c.entropy = entropy_from(*f);
+  if (auto f = o.defaulted("pmem")) {
+    for_each_element(*f, [&](const Value& e) { e.unsupported("pmem devices are"); });
+  }
+  if (auto f = o.optional("memory-hotplug")) f->unsupported("memory hotplug is");
+  if (auto f = o.optional("console")) c.console = console_from(*f);
+  if (auto f = o.optional("serial")) c.serial = serial_from(*f);
+  o.finish();
   return c;
+}
+
+// Runs a throwing reader and turns its failure into an Error.
+template <typename F>
+auto guarded(F&& read) -> Expected<decltype(read())> {
+  try {
+    return read();
+  } catch (const ParseError& e) {
+    return make_error(e.code, e.message);
+  } catch (const json::exception& e) {
+    return make_error(Errc::kInvalidArgument, std::string("malformed JSON: ") + e.what());
+  }
 }
 
 json token_bucket_json(const config::TokenBucketConfig& b) {
-  return {
-      {"size", b.size}, {"one_time_burst", b.one_time_burst}, {"refill_time", b.refill_time_ms}};
+  return {{"size", b.size},
+          {"one_time_burst", b.one_time_burst ? json(b.one_time_burst) : json(nullptr)},
+          {"refill_time", b.refill_time_ms}};
+}
+
+json or_null(const std::optional<std::string>& s) {
+  return s ? json(*s) : json(nullptr);
 }
 
 }  // namespace
 
 Expected<config::VmConfig> parse_vm_config(std::string_view text) {
-  return guarded([&] { return vm_config_from(json::parse(text)); });
+  auto doc = JsonDocument::parse(text);
+  if (!doc) return make_error(Errc::kInvalidArgument, "malformed JSON: " + doc.error().message());
+  return guarded([&] { return vm_config_from(top(doc->root(), "", &*doc)); });
 }
 
-Expected<config::BootSource> parse_boot_source(const json& j, const std::string& where) {
-  return guarded([&] { return boot_source_from(j, where); });
+Expected<config::BootSource> parse_boot_source(const json& j, const std::string& where,
+                                               const JsonDocument* doc) {
+  return guarded([&] { return boot_source_from(top(j, where, doc)); });
 }
 
 Expected<config::MachineConfig> parse_machine_config(const json& j, const std::string& where,
-                                                     const config::MachineConfig* base) {
-  return guarded([&] { return machine_config_from(j, where, base); });
+                                                     const config::MachineConfig* base,
+                                                     const JsonDocument* doc) {
+  return guarded([&] { return machine_config_from(top(j, where, doc), base); });
 }
 
-Expected<config::Drive> parse_drive(const json& j, const std::string& where) {
-  return guarded([&] { return drive_from(j, where); });
+Expected<config::Drive> parse_drive(const json& j, const std::string& where,
+                                    const JsonDocument* doc) {
+  return guarded([&] { return drive_from(top(j, where, doc)); });
 }
 
-Expected<config::NetworkInterface> parse_network_interface(const json& j,
-                                                           const std::string& where) {
-  return guarded([&] { return interface_from(j, where); });
+Expected<config::NetworkInterface> parse_network_interface(const json& j, const std::string& where,
+                                                           const JsonDocument* doc) {
+  return guarded([&] { return interface_from(top(j, where, doc)); });
 }
 
-Expected<config::RateLimiterConfig> parse_rate_limiter(const json& j, const std::string& where) {
-  return guarded([&] { return rate_limiter_from(j, where); });
+Expected<config::RateLimiterConfig> parse_rate_limiter(const json& j, const std::string& where,
+                                                       const JsonDocument* doc) {
+  return guarded([&] { return rate_limiter_from(top(j, where, doc)); });
 }
 
 Expected<config::LoggerConfig> parse_logger(const json& j, const std::string& where,
-                                            const config::LoggerConfig& base) {
-  return guarded([&] { return logger_from(j, where, base); });
+                                            const config::LoggerConfig& base,
+                                            const JsonDocument* doc) {
+  return guarded([&] { return logger_from(top(j, where, doc), base); });
 }
 
-Expected<config::MetricsConfig> parse_metrics(const json& j, const std::string& where) {
-  return guarded([&] { return metrics_from(j, where); });
+Expected<config::MetricsConfig> parse_metrics(const json& j, const std::string& where,
+                                              const JsonDocument* doc) {
+  return guarded([&] { return metrics_from(top(j, where, doc)); });
 }
 
-Expected<config::SerialConfig> parse_serial(const json& j, const std::string& where) {
-  return guarded([&] { return serial_from(j, where); });
+Expected<config::SerialConfig> parse_serial(const json& j, const std::string& where,
+                                            const JsonDocument* doc) {
+  return guarded([&] { return serial_from(top(j, where, doc)); });
 }
 
-Expected<config::EntropyConfig> parse_entropy(const json& j, const std::string& where) {
-  return guarded([&] { return entropy_from(j, where); });
+Expected<config::EntropyConfig> parse_entropy(const json& j, const std::string& where,
+                                              const JsonDocument* doc) {
+  return guarded([&] { return entropy_from(top(j, where, doc)); });
 }
 
-Expected<config::Console> parse_console(const json& j, const std::string& where) {
-  return guarded([&] { return console_from(j, where); });
+Expected<config::Console> parse_console(const json& j, const std::string& where,
+                                        const JsonDocument* doc) {
+  return guarded([&] { return console_from(top(j, where, doc)); });
 }
 
-Expected<DriveUpdate> parse_drive_update(const json& j, const std::string& where) {
-  return guarded([&] { return drive_update_from(j, where); });
+Expected<DriveUpdate> parse_drive_update(const json& j, const std::string& where,
+                                         const JsonDocument* doc) {
+  return guarded([&] { return drive_update_from(top(j, where, doc)); });
 }
 
 Expected<NetworkInterfaceUpdate> parse_network_interface_update(const json& j,
-                                                                const std::string& where) {
-  return guarded([&] { return interface_update_from(j, where); });
+                                                                const std::string& where,
+                                                                const JsonDocument* doc) {
+  return guarded([&] { return interface_update_from(top(j, where, doc)); });
+}
+
+Expected<std::string> parse_variant_body(const json& j, const char* type_name, const char* key,
+                                         std::initializer_list<const char*> variants,
+                                         const JsonDocument* doc) {
+  return guarded([&] {
+    const Value v = top(j, "", doc);
+    Object o(v, type_name, {key});
+    std::string chosen;
+    if (auto f = o.required(key)) {
+      const std::vector<const char*> names(variants);
+      chosen = names[as_variant(*f, names)];
+    }
+    o.finish();
+    return chosen;
+  });
+}
+
+std::optional<config::RateLimiterConfig> effective_limiter(
+    const std::optional<config::RateLimiterConfig>& limiter) {
+  if (!limiter) return std::nullopt;
+  auto effective = [](const std::optional<config::TokenBucketConfig>& b) {
+    return b && b->size != 0 && b->refill_time_ms != 0 ? b : std::nullopt;
+  };
+  config::RateLimiterConfig r{effective(limiter->bandwidth), effective(limiter->ops)};
+  if (!r.bandwidth && !r.ops) return std::nullopt;
+  return r;
 }
 
 const char* logger_level_name(config::LoggerConfig::Level level) {
@@ -443,13 +607,13 @@ const char* logger_level_name(config::LoggerConfig::Level level) {
 }
 
 json to_json(const config::BootSource& b) {
-  json j{{"kernel_image_path", b.kernel_image_path}};
-  if (b.initrd_path) j["initrd_path"] = *b.initrd_path;
-  if (b.boot_args) j["boot_args"] = *b.boot_args;
-  return j;
+  return {{"kernel_image_path", b.kernel_image_path},
+          {"initrd_path", or_null(b.initrd_path)},
+          {"boot_args", or_null(b.boot_args)}};
 }
 
 json to_json(const config::MachineConfig& m) {
+  // cpu_template is left out as Firecracker does without a static template.
   json j{
       {"vcpu_count", m.vcpu_count},
       {"mem_size_mib", m.mem_size_mib},
@@ -463,38 +627,40 @@ json to_json(const config::MachineConfig& m) {
   return j;
 }
 
-json to_json(const config::RateLimiterConfig& r) {
-  json j = json::object();
-  if (r.bandwidth) j["bandwidth"] = token_bucket_json(*r.bandwidth);
-  if (r.ops) j["ops"] = token_bucket_json(*r.ops);
-  return j;
+json to_json(const std::optional<config::RateLimiterConfig>& limiter) {
+  const auto r = effective_limiter(limiter);
+  if (!r) return nullptr;
+  return {{"bandwidth", r->bandwidth ? token_bucket_json(*r->bandwidth) : json(nullptr)},
+          {"ops", r->ops ? token_bucket_json(*r->ops) : json(nullptr)}};
 }
 
 json to_json(const config::Drive& d) {
-  json j{{"drive_id", d.drive_id},
-         {"path_on_host", d.path_on_host},
-         {"is_root_device", d.is_root_device},
-         {"is_read_only", d.is_read_only},
-         {"io_engine", d.io_engine == config::IoEngine::kAsync ? "Async" : "Sync"}};
-  if (d.partuuid) j["partuuid"] = *d.partuuid;
-  if (d.rate_limiter) j["rate_limiter"] = to_json(*d.rate_limiter);
-  return j;
+  return {{"drive_id", d.drive_id},
+          {"partuuid", or_null(d.partuuid)},
+          {"is_root_device", d.is_root_device},
+          {"cache_type", d.cache_type == config::CacheType::kWriteback ? "Writeback" : "Unsafe"},
+          {"is_read_only", d.is_read_only},
+          {"path_on_host", d.path_on_host},
+          {"rate_limiter", to_json(d.rate_limiter)},
+          {"io_engine", d.io_engine == config::IoEngine::kAsync ? "Async" : "Sync"},
+          {"socket", nullptr}};
 }
 
 json to_json(const config::NetworkInterface& n) {
-  json j{{"iface_id", n.iface_id}, {"host_dev_name", n.host_dev_name}};
-  if (n.guest_mac) j["guest_mac"] = config::format_mac(*n.guest_mac);
-  if (n.rx_rate_limiter) j["rx_rate_limiter"] = to_json(*n.rx_rate_limiter);
-  if (n.tx_rate_limiter) j["tx_rate_limiter"] = to_json(*n.tx_rate_limiter);
-  return j;
+  return {{"iface_id", n.iface_id},
+          {"host_dev_name", n.host_dev_name},
+          {"guest_mac", n.guest_mac ? json(config::format_mac(*n.guest_mac)) : json(nullptr)},
+          {"mtu", nullptr},
+          {"rx_rate_limiter", to_json(n.rx_rate_limiter)},
+          {"tx_rate_limiter", to_json(n.tx_rate_limiter)}};
 }
 
 json to_json(const config::LoggerConfig& l) {
-  json j{{"level", logger_level_name(l.level)},
-         {"show_level", l.show_level},
-         {"show_log_origin", l.show_log_origin}};
-  if (!l.log_path.empty()) j["log_path"] = l.log_path;
-  return j;
+  return {{"log_path", l.log_path.empty() ? json(nullptr) : json(l.log_path)},
+          {"level", logger_level_name(l.level)},
+          {"show_level", l.show_level},
+          {"show_log_origin", l.show_log_origin},
+          {"module", nullptr}};
 }
 
 json to_json(const config::MetricsConfig& m) {
@@ -502,15 +668,12 @@ json to_json(const config::MetricsConfig& m) {
 }
 
 json to_json(const config::SerialConfig& s) {
-  json j = json::object();
-  if (!s.serial_out_path.empty()) j["serial_out_path"] = s.serial_out_path;
-  return j;
+  return {{"serial_out_path", s.serial_out_path.empty() ? json(nullptr) : json(s.serial_out_path)},
+          {"rate_limiter", nullptr}};
 }
 
 json to_json(const config::EntropyConfig& e) {
-  json j = json::object();
-  if (e.rate_limiter) j["rate_limiter"] = to_json(*e.rate_limiter);
-  return j;
+  return {{"rate_limiter", to_json(e.rate_limiter)}};
 }
 
 json to_json(const config::Console& c) {
@@ -521,20 +684,31 @@ json to_json(const config::Console& c) {
 }
 
 json vm_config_to_json_value(const config::VmConfig& c) {
+  // Firecracker's full configuration (resources.rs VmmConfig): every
+  // section, null when unset; boot-source is always an object.
   json j = json::object();
-  if (c.boot_source) j["boot-source"] = to_json(*c.boot_source);
-  j["machine-config"] = to_json(c.machine_config);
+  j["balloon"] = nullptr;
   json drives = json::array();
   for (const auto& d : c.drives) drives.push_back(to_json(d));
   j["drives"] = std::move(drives);
+  j["boot-source"] = to_json(c.boot_source.value_or(config::BootSource{}));
+  j["cpu-config"] = nullptr;
+  // Firecracker always shows null here; hvz shows what was configured, so
+  // that the answer given to --config-file sets them up again.
+  j["logger"] = c.logger ? to_json(*c.logger) : json(nullptr);
+  j["machine-config"] = to_json(c.machine_config);
+  j["metrics"] = c.metrics ? to_json(*c.metrics) : json(nullptr);
+  j["mmds-config"] = nullptr;
   json nets = json::array();
   for (const auto& n : c.network_interfaces) nets.push_back(to_json(n));
   j["network-interfaces"] = std::move(nets);
+  j["vsock"] = nullptr;
+  j["entropy"] = c.entropy ? to_json(*c.entropy) : json(nullptr);
+  j["pmem"] = json::array();
+  j["memory-hotplug"] = nullptr;
+  // hvz's own sections, only when set.
   if (c.console) j["console"] = to_json(*c.console);
-  if (c.logger) j["logger"] = to_json(*c.logger);
-  if (c.metrics) j["metrics"] = to_json(*c.metrics);
   if (c.serial) j["serial"] = to_json(*c.serial);
-  if (c.entropy) j["entropy"] = to_json(*c.entropy);
   return j;
 }
 

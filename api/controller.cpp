@@ -6,6 +6,7 @@
 // 400 with {"fault_message": "..."}.
 #include "api/controller.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,8 +15,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
-#include <initializer_list>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -53,14 +54,45 @@ tl::unexpected<Error> invalid(std::string message) {
   return make_error(Errc::kInvalidArgument, std::move(message));
 }
 
-Expected<json> parse_body(const std::string& body) {
-  try {
-    return json::parse(body);
-  } catch (const json::exception& e) {
-    return invalid(
-        std::string("An error occurred when deserializing the json body of a request: ") +
-        e.what());
-  }
+// Firecracker's wrapper of every serde error (parsed_request.rs).
+constexpr const char* kDeserializing =
+    "An error occurred when deserializing the json body of a request: ";
+
+Expected<JsonDocument> parse_body(const std::string& body) {
+  auto doc = JsonDocument::parse(body);
+  if (!doc) return invalid(kDeserializing + doc.error().message() + ".");
+  return doc;
+}
+
+// A body Firecracker would not deserialize is reported in its words; one
+// it would take but hvz does not support (Errc::kUnsupported) as it is.
+tl::unexpected<Error> body_error(const Error& e) {
+  if (e.code() == Errc::kInvalidArgument) return invalid(kDeserializing + e.message() + ".");
+  return tl::unexpected(e);
+}
+
+// An errno as Rust's io::Error shows it, which Firecracker's messages embed.
+std::string os_error(int err) {
+  return std::string(std::strerror(err)) + " (os error " + std::to_string(err) + ")";
+}
+
+// A backend error with an errno as Firecracker words it, or hvz's text.
+std::string cause(const Error& e) {
+  return e.sys_errno() != 0 ? os_error(e.sys_errno()) : e.message();
+}
+
+// The errno of opening `path` as Firecracker opens the file (read-only or
+// read-write), or 0. A directory counts as EISDIR (Firecracker would open
+// one read-only and fail later); O_NONBLOCK so that a FIFO cannot block
+// the API thread.
+int open_errno(const std::string& path, bool write) {
+  if (path.empty()) return ENOENT;
+  const int fd = ::open(path.c_str(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return errno;
+  struct stat st {};
+  const int err = ::fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+  ::close(fd);
+  return err;
 }
 
 // "/drives/rootfs?x" -> "/drives/rootfs".
@@ -135,17 +167,6 @@ Expected<void> check_id_match(const std::string& from_path, const std::string& f
                  from_body + "]!");
 }
 
-// The file at `path` exists, is not a directory and can be read (and
-// written when `write`).
-Expected<void> check_file(const std::string& where, const std::string& path, bool write) {
-  const std::string what = where + ": cannot use '" + path + "'";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return sys_error(what);
-  if (S_ISDIR(st.st_mode)) return invalid(what + ": it is a directory");
-  if (::access(path.c_str(), write ? R_OK | W_OK : R_OK) != 0) return sys_error(what);
-  return {};
-}
-
 // config::validate() of `probe` with a stand-in kernel: the checks of the
 // parts a request changes, with the same messages InstanceStart would give.
 Expected<void> validate_part(config::VmConfig probe) {
@@ -153,36 +174,56 @@ Expected<void> validate_part(config::VmConfig probe) {
   return config::validate(probe);
 }
 
+// Firecracker's x86_64 kernel command line capacity, the NUL included
+// (arch/x86_64/layout.rs CMDLINE_MAX_SIZE).
+constexpr std::size_t kCmdlineCapacity = 2048;
+
+// What linux-loader's Cmdline::try_from refuses in boot_args, with its
+// words: Firecracker builds the command line at PUT /boot-source.
+std::optional<std::string> cmdline_problem(std::string_view args) {
+  const auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+  while (!args.empty() && space(args.front())) args.remove_prefix(1);
+  while (!args.empty() && space(args.back())) args.remove_suffix(1);
+  for (char c : args) {
+    if (c < ' ' || c > '~') return "String contains a non-printable ASCII character.";
+  }
+  if (args.size() + 1 > kCmdlineCapacity) {
+    return "Inserting string would make command line too long.";
+  }
+  return std::nullopt;
+}
+
+// Firecracker's checks of PUT and PATCH /machine-config
+// (MachineConfig::update); the others (hvz's memory range, the host's
+// limits) wait for InstanceStart, as in Firecracker.
+Expected<void> check_machine_config(const config::MachineConfig& m) {
+  if (m.vcpu_count == 0 || m.vcpu_count > config::kMaxVcpus) {
+    return invalid("Machine config error: The number of vCPUs must be greater than 0, less than " +
+                   std::to_string(config::kMaxVcpus) +
+                   " and must be 1 or an even number if SMT is enabled.");
+  }
+  // Firecracker takes SMT on x86_64; hvz gives each vCPU a core of its own.
+  if (m.smt) {
+    return make_error(Errc::kUnsupported,
+                      "Machine config error: Enabling simultaneous multithreading is not "
+                      "supported by hvz (one thread per core).");
+  }
+  if (m.mem_size_mib == 0 || (m.huge_pages == config::HugePages::k2M && m.mem_size_mib % 2 != 0)) {
+    return invalid(
+        "Machine config error: The memory size (MiB) is either 0, or not a multiple of the "
+        "configured page size.");
+  }
+  return {};
+}
+
 // A PATCHed rate limiter: buckets given replace the old ones, absent ones
-// stay (Firecracker's RateLimiterUpdate).
-config::RateLimiterConfig merge_limiter(const std::optional<config::RateLimiterConfig>& old,
-                                        const config::RateLimiterConfig& update) {
+// stay (Firecracker's RateLimiterUpdate); an empty bucket given removes one.
+std::optional<config::RateLimiterConfig> merge_limiter(
+    const std::optional<config::RateLimiterConfig>& old, const config::RateLimiterConfig& update) {
   config::RateLimiterConfig merged = old.value_or(config::RateLimiterConfig{});
   if (update.bandwidth) merged.bandwidth = update.bandwidth;
   if (update.ops) merged.ops = update.ops;
-  return merged;
-}
-
-// The one-field bodies of PUT /actions and PATCH /vm: {"<key>": "<value>"}
-// with value one of `allowed`.
-Expected<std::string> parse_enum_body(const std::string& body, const std::string& where,
-                                      const char* key, std::initializer_list<const char*> allowed) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  if (!j->is_object()) return invalid(where + ": expected an object");
-  for (const auto& [k, v] : j->items()) {
-    if (k != key) return invalid(where + ": unknown field '" + k + "'");
-  }
-  if (!j->contains(key)) return invalid(where + ": missing " + key);
-  const auto& v = j->at(key);
-  std::string options;
-  for (const char* a : allowed) options += std::string(options.empty() ? "" : ", ") + a;
-  if (!v.is_string()) return invalid(where + "." + key + ": expected one of " + options);
-  const auto value = v.get<std::string>();
-  for (const char* a : allowed) {
-    if (value == a) return value;
-  }
-  return invalid(where + "." + key + ": expected one of " + options + ", not \"" + value + "\"");
+  return effective_limiter(merged);
 }
 
 }  // namespace
@@ -263,6 +304,7 @@ HttpResponse Controller::handle(const HttpRequest& request) {
   const auto begin = std::chrono::steady_clock::now();
   Route route = Route::kOther;
   HttpResponse response;
+  deprecated_ = false;
   try {
     response = dispatch(request, route);
   } catch (const std::exception& e) {
@@ -273,6 +315,8 @@ HttpResponse Controller::handle(const HttpRequest& request) {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::steady_clock::now() - begin)
                       .count();
+  // micro_http's Response::set_deprecation(): "Deprecation: true".
+  if (deprecated_) response.headers.emplace_back("Deprecation", "true");
   latency_[static_cast<std::size_t>(route)]->record(static_cast<std::uint64_t>(us));
   if (response.status >= 400 && response.status < 500) {
     errors_4xx_->add();
@@ -395,9 +439,11 @@ std::string Controller::instance_info() const {
 }
 
 Expected<void> Controller::put_actions(const std::string& body) {
-  auto action = parse_enum_body(body, "actions", "action_type",
-                                {"InstanceStart", "SendCtrlAltDel", "FlushMetrics"});
-  if (!action) return tl::unexpected(action.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto action = parse_variant_body(doc->root(), "ActionBody", "action_type",
+                                   {"FlushMetrics", "InstanceStart", "SendCtrlAltDel"}, &*doc);
+  if (!action) return body_error(action.error());
   if (*action == "InstanceStart") {
     if (started()) return invalid(kNotSupportedPostBoot);
     return start_instance();
@@ -419,23 +465,29 @@ Expected<void> Controller::start_instance() {
 }
 
 Expected<void> Controller::put_boot_source(const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto boot = parse_boot_source(*j, "boot-source");
-  if (!boot) return tl::unexpected(boot.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto boot = parse_boot_source(doc->root(), "", &*doc);
+  if (!boot) return body_error(boot.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  if (boot->kernel_image_path.empty()) {
-    return invalid("boot-source.kernel_image_path: must not be empty");
-  }
-  if (options_.check_paths) {
-    if (auto ok = check_file("boot-source.kernel_image_path", boot->kernel_image_path, false);
-        !ok) {
-      return ok;
+  // Firecracker opens both files and builds the command line here
+  // (BootConfig::new).
+  if (boot->kernel_image_path.empty() || options_.check_paths) {
+    if (const int err = open_errno(boot->kernel_image_path, false)) {
+      return invalid("Boot source error: The kernel file cannot be opened: " + os_error(err));
     }
-    if (boot->initrd_path) {
-      if (auto ok = check_file("boot-source.initrd_path", *boot->initrd_path, false); !ok) {
-        return ok;
-      }
+  }
+  if (boot->initrd_path && options_.check_paths) {
+    if (const int err = open_errno(*boot->initrd_path, false)) {
+      return invalid(
+          "Boot source error: The initrd file cannot be opened due to invalid path or invalid "
+          "permissions. " +
+          os_error(err));
+    }
+  }
+  if (boot->boot_args) {
+    if (auto problem = cmdline_problem(*boot->boot_args)) {
+      return invalid("Boot source error: The kernel command line is invalid: " + *problem);
     }
   }
   config_.boot_source = std::move(*boot);
@@ -443,34 +495,39 @@ Expected<void> Controller::put_boot_source(const std::string& body) {
 }
 
 Expected<void> Controller::put_machine_config(const std::string& body, bool patch) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  const json& j = doc->root();
+  auto machine = parse_machine_config(j, "", patch ? &config_.machine_config : nullptr, &*doc);
+  if (!machine) return body_error(machine.error());
   // Firecracker: a PATCH that changes nothing is an "Empty PATCH request.".
-  if (patch && j->is_object() &&
-      std::none_of(j->begin(), j->end(), [](const json& v) { return !v.is_null(); })) {
+  if (patch && std::none_of(j.begin(), j.end(), [](const json& v) { return !v.is_null(); })) {
     return invalid("Empty PATCH request.");
   }
-  auto machine =
-      parse_machine_config(*j, "machine-config", patch ? &config_.machine_config : nullptr);
-  if (!machine) return tl::unexpected(machine.error());
+  // Firecracker flags the deprecated field on the response, whatever
+  // becomes of the request from here on.
+  if (const auto t = j.find("cpu_template"); t != j.end() && !t->is_null()) {
+    const std::string note = std::string(patch ? "PATCH" : "PUT") +
+                             " /machine-config: cpu_template field is deprecated.";
+    LOG_WARN("%s", note.c_str());
+    deprecated_ = true;
+  }
   if (started()) return invalid(kNotSupportedPostBoot);
   // virtio_mmio_cmdline is hvz's --virtio-mmio-cmdline: a PUT that does not
   // name it leaves it alone rather than resetting it.
-  if (!patch && !j->contains("virtio_mmio_cmdline")) {
+  if (!patch && !j.contains("virtio_mmio_cmdline")) {
     machine->virtio_mmio_cmdline = config_.machine_config.virtio_mmio_cmdline;
   }
-  config::VmConfig probe;
-  probe.machine_config = *machine;
-  if (auto ok = validate_part(probe); !ok) return ok;
+  if (auto ok = check_machine_config(*machine); !ok) return ok;
   config_.machine_config = *machine;
   return {};
 }
 
 Expected<void> Controller::put_drive(const std::string& id, const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto drive = parse_drive(*j, "drive");
-  if (!drive) return tl::unexpected(drive.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto drive = parse_drive(doc->root(), "", &*doc);
+  if (!drive) return body_error(drive.error());
   if (auto ok = check_id_match(id, drive->drive_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
 
@@ -481,14 +538,16 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
                                  [](const config::Drive& d) { return d.is_root_device; });
   // Firecracker's BlockBuilder::insert: one root, unless this replaces it.
   if (drive->is_root_device && root != drives.end() && root != same) {
-    return invalid("A root block device already exists (drive '" + root->drive_id +
-                   "'): only one drive can have is_root_device true.");
+    return invalid("Drive config error: A root block device already exists! (drive '" +
+                   root->drive_id + "')");
   }
-  if (drive->path_on_host.empty()) return invalid("drive.path_on_host: must not be empty");
-  if (options_.check_paths) {
-    if (auto ok = check_file("drive.path_on_host", drive->path_on_host, !drive->is_read_only);
-        !ok) {
-      return ok;
+  // Firecracker opens the file here (read-write unless is_read_only).
+  if (drive->path_on_host.empty() || options_.check_paths) {
+    if (const int err = open_errno(drive->path_on_host, !drive->is_read_only)) {
+      return invalid(
+          "Drive config error: Unable to create the virtio block device: Virtio backend error: "
+          "Error manipulating the backing file: " +
+          os_error(err) + " " + drive->path_on_host);
     }
   }
   // A new drive goes last (the root drive first); a replaced one keeps its
@@ -505,29 +564,40 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   }
   config::VmConfig probe;
   probe.drives = next;
-  if (auto ok = validate_part(probe); !ok) return ok;
+  if (auto ok = validate_part(probe); !ok) {
+    return make_error(ok.error().code(), "Drive config error: " + ok.error().message());
+  }
   drives = std::move(next);
   return {};
 }
 
 Expected<void> Controller::patch_drive(const std::string& id, const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto update = parse_drive_update(*j, "drive");
-  if (!update) return tl::unexpected(update.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto update = parse_drive_update(doc->root(), "", &*doc);
+  if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->drive_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
   const auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
                                [&](const config::Drive& d) { return d.drive_id == id; });
   if (it == config_.drives.end()) return invalid("Invalid block device ID: no drive '" + id + "'.");
+  constexpr const char* kPatchFailed = "Drive config error: Unable to patch the block device: ";
+  constexpr const char* kVerify = " Please verify the request arguments.";
+  // Firecracker takes a PATCH with neither for a vhost-user drive's, which
+  // a virtio-block drive refuses with these words.
   if (!update->path_on_host && !update->rate_limiter) {
-    return invalid("drive: nothing to update: give path_on_host and/or rate_limiter");
+    return invalid(std::string(kPatchFailed) + "Block: Running method expected different backend." +
+                   kVerify);
   }
-  if (update->path_on_host && update->path_on_host->empty()) {
-    return invalid("drive.path_on_host: must not be empty");
+  if (update->path_on_host && options_.check_paths) {
+    if (const int err = open_errno(*update->path_on_host, !it->is_read_only)) {
+      return invalid(std::string(kPatchFailed) +
+                     "Block: Virtio backend error: Error manipulating the backing file: " +
+                     os_error(err) + " " + *update->path_on_host + kVerify);
+    }
   }
   if (auto ok = backend_.update_drive(id, update->path_on_host, update->rate_limiter); !ok) {
-    return ok;
+    return make_error(ok.error().code(), kPatchFailed + ok.error().message() + kVerify);
   }
   if (update->path_on_host) it->path_on_host = *update->path_on_host;
   if (update->rate_limiter)
@@ -536,12 +606,13 @@ Expected<void> Controller::patch_drive(const std::string& id, const std::string&
 }
 
 Expected<void> Controller::put_network_interface(const std::string& id, const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto iface = parse_network_interface(*j, "network-interface");
-  if (!iface) return tl::unexpected(iface.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto iface = parse_network_interface(doc->root(), "", &*doc);
+  if (!iface) return body_error(iface.error());
   if (auto ok = check_id_match(id, iface->iface_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
+  constexpr const char* kNetwork = "Network config error: ";
 
   std::vector<config::NetworkInterface> next = config_.network_interfaces;
   const auto same = std::find_if(next.begin(), next.end(), [&](const config::NetworkInterface& n) {
@@ -551,9 +622,18 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (iface->guest_mac) {
     for (const auto& n : next) {
       if (n.iface_id != id && n.guest_mac == iface->guest_mac) {
-        return invalid("The MAC address is already in use: " + config::format_mac(*n.guest_mac) +
-                       " (interface '" + n.iface_id + "').");
+        return invalid(std::string(kNetwork) +
+                       "The MAC address is already in use: " + config::format_mac(*n.guest_mac));
       }
+    }
+  }
+  // Firecracker holds each TAP from its PUT on, so another interface's TAP
+  // is busy; hvz opens them at InstanceStart and says what the kernel would.
+  for (const auto& n : next) {
+    if (n.iface_id != id && n.host_dev_name == iface->host_dev_name) {
+      return invalid(kNetwork + tap_error_message(Error(Errc::kSystem,
+                                                        "tap: TUNSETIFF " + n.host_dev_name, EBUSY),
+                                                  n.host_dev_name));
     }
   }
   if (same != next.end()) {
@@ -563,16 +643,23 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   }
   config::VmConfig probe;
   probe.network_interfaces = next;
-  if (auto ok = validate_part(probe); !ok) return ok;
+  if (auto ok = validate_part(probe); !ok) {
+    return make_error(ok.error().code(), kNetwork + ok.error().message());
+  }
+  // Firecracker opens the TAP here: a missing one it cannot create, a busy
+  // or a multi-queue one fails the PUT, not InstanceStart.
+  if (auto ok = backend_.open_tap(iface->host_dev_name); !ok) {
+    return make_error(ok.error().code(), kNetwork + ok.error().message());
+  }
   config_.network_interfaces = std::move(next);
   return {};
 }
 
 Expected<void> Controller::patch_network_interface(const std::string& id, const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto update = parse_network_interface_update(*j, "network-interface");
-  if (!update) return tl::unexpected(update.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto update = parse_network_interface_update(doc->root(), "", &*doc);
+  if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->iface_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
   const auto it = std::find_if(config_.network_interfaces.begin(), config_.network_interfaces.end(),
@@ -583,7 +670,8 @@ Expected<void> Controller::patch_network_interface(const std::string& id, const 
   if (auto ok =
           backend_.update_network_interface(id, update->rx_rate_limiter, update->tx_rate_limiter);
       !ok) {
-    return ok;
+    return make_error(ok.error().code(), "Network config error: Unable to update the net device: " +
+                                             ok.error().message());
   }
   if (update->rx_rate_limiter) {
     it->rx_rate_limiter = merge_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
@@ -595,8 +683,10 @@ Expected<void> Controller::patch_network_interface(const std::string& id, const 
 }
 
 Expected<void> Controller::patch_vm(const std::string& body) {
-  auto target = parse_enum_body(body, "vm", "state", {"Paused", "Resumed"});
-  if (!target) return tl::unexpected(target.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto target = parse_variant_body(doc->root(), "Vm", "state", {"Paused", "Resumed"}, &*doc);
+  if (!target) return body_error(target.error());
   if (!started()) return invalid(kNotSupportedPreBoot);
   // Pausing a paused VM or resuming a running one is a 204 that changes
   // nothing (Firecracker's test_pause_resume).
@@ -615,45 +705,83 @@ Expected<void> Controller::patch_vm(const std::string& body) {
 }
 
 Expected<void> Controller::put_logger(const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto logger = parse_logger(*j, "logger", config_.logger.value_or(config::LoggerConfig{}));
-  if (!logger) return tl::unexpected(logger.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto logger =
+      parse_logger(doc->root(), "", config_.logger.value_or(config::LoggerConfig{}), &*doc);
+  if (!logger) return body_error(logger.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  if (auto ok = backend_.configure_logger(*logger); !ok) return ok;
+  // Firecracker updates its logger as often as asked (no "once" rule).
+  if (auto ok = backend_.configure_logger(*logger); !ok) {
+    return make_error(ok.error().code(),
+                      ok.error().sys_errno() != 0
+                          ? "Logger error: Failed to open target file: " + cause(ok.error())
+                          : "Logger error: " + ok.error().message());
+  }
   config_.logger = std::move(*logger);
   return {};
 }
 
 Expected<void> Controller::put_metrics(const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto m = parse_metrics(*j, "metrics");
-  if (!m) return tl::unexpected(m.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto m = parse_metrics(doc->root(), "", &*doc);
+  if (!m) return body_error(m.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  if (auto ok = backend_.configure_metrics(*m); !ok) return ok;
+  constexpr const char* kMetrics =
+      "Metrics error: Cannot initialize the metrics system due to bad user input: ";
+  // Firecracker's metrics are initialised once (by --metrics-path, the
+  // config file or this call); a failed attempt does not count.
+  if (config_.metrics)
+    return invalid(std::string(kMetrics) + "Reinitialization of metrics not allowed.");
+  if (auto ok = backend_.configure_metrics(*m); !ok) {
+    return make_error(ok.error().code(), kMetrics + cause(ok.error()));
+  }
   config_.metrics = std::move(*m);
   return {};
 }
 
 Expected<void> Controller::put_serial(const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto serial = parse_serial(*j, "serial");
-  if (!serial) return tl::unexpected(serial.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto serial = parse_serial(doc->root(), "", &*doc);
+  if (!serial) return body_error(serial.error());
   if (started()) return invalid(kNotSupportedPostBoot);
   config_.serial = std::move(*serial);
   return {};
 }
 
 Expected<void> Controller::put_entropy(const std::string& body) {
-  auto j = parse_body(body);
-  if (!j) return tl::unexpected(j.error());
-  auto entropy = parse_entropy(*j, "entropy");
-  if (!entropy) return tl::unexpected(entropy.error());
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto entropy = parse_entropy(doc->root(), "", &*doc);
+  if (!entropy) return body_error(entropy.error());
   if (started()) return invalid(kNotSupportedPostBoot);
   config_.entropy = std::move(*entropy);
   return {};
+}
+
+std::string tap_error_message(const Error& e, const std::string& if_name) {
+  // Firecracker's NetError/TapError texts (devices/virtio/net/{mod,tap}.rs)
+  // for what hvz's Tap::open reports.
+  const std::string& op = e.operation();
+  const std::string head = "Could not create the network device: ";
+  if (e.code() == Errc::kSystem && op.rfind("tap: TUNSETIFF", 0) == 0) {
+    return head + "Open tap device failed: Error while creating ifreq structure: " +
+           os_error(e.sys_errno()) + ". Invalid TUN/TAP Backend provided by " + if_name +
+           ". Check our documentation on setting up the network devices.";
+  }
+  if (e.code() == Errc::kSystem && op.rfind("tap: open /dev/net/tun", 0) == 0) {
+    return head + "Open tap device failed: Couldn't open /dev/net/tun: " + os_error(e.sys_errno());
+  }
+  if (e.code() == Errc::kSystem && op.rfind("tap: TUNSETVNETHDRSZ", 0) == 0) {
+    return head + "Setting vnet header size failed: Error while setting size of the vnet header: " +
+           os_error(e.sys_errno());
+  }
+  if (e.code() == Errc::kInvalidArgument && op.rfind("tap: ", 0) == 0) {
+    return head + "Open tap device failed: Invalid interface name (" + op.substr(5) + ")";
+  }
+  return head + e.message();
 }
 
 }  // namespace hvz::api

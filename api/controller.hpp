@@ -54,13 +54,26 @@ class Backend {
   virtual Expected<void> configure_logger(const config::LoggerConfig& logger) = 0;
   virtual Expected<void> configure_metrics(const config::MetricsConfig& metrics) = 0;
   virtual Expected<void> flush_metrics() = 0;
+  // PUT /network-interfaces: opens the TAP device `host_dev_name` as the VM
+  // will at InstanceStart, and closes it again. Firecracker opens it at the
+  // PUT, so that a TAP that is missing (and cannot be created), busy or
+  // multi-queue fails there; the error's message is the whole explanation
+  // (tap_error_message()). By default every name passes (backends that
+  // cannot open devices).
+  virtual Expected<void> open_tap(const std::string& /*host_dev_name*/) { return {}; }
 };
+
+// An error of hvz's TAP opening (virtio::net::Tap::open: its operation and
+// errno) in Firecracker's words: "Could not create the network device: Open
+// tap device failed: Error while creating ifreq structure: Device or
+// resource busy (os error 16). Invalid TUN/TAP Backend provided by tap0. …".
+std::string tap_error_message(const Error& e, const std::string& if_name);
 
 struct ControllerOptions {
   std::string instance_id = "anonymous-instance";  // hvz --id
-  // PUT /boot-source and PUT /drives check that the files exist and are
-  // readable (writable for read-write drives), as Firecracker opens them
-  // there; off: only InstanceStart finds out.
+  // PUT /boot-source, PUT and PATCH /drives open the files (read-write for
+  // read-write drives) and fail as Firecracker does when it cannot; off:
+  // only InstanceStart (or the drive update) finds out.
   bool check_paths = true;
 };
 
@@ -127,6 +140,9 @@ class Controller {
   std::atomic<VmState> state_{VmState::kNotStarted};
   std::array<metrics::Summary*, static_cast<std::size_t>(Route::kCount)> latency_{};
   metrics::Counter* errors_4xx_ = nullptr;
+  // The request used a deprecated field: the response says so
+  // ("Deprecation: true"), as Firecracker's does.
+  bool deprecated_ = false;
 };
 
 }  // namespace hvz::api

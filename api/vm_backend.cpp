@@ -2,6 +2,7 @@
 #include "api/vm_backend.hpp"
 
 #include "api/logging_setup.hpp"
+#include "virtio/net/tap.hpp"
 #include "vmm/core/log.hpp"
 
 namespace hvz::api {
@@ -89,6 +90,18 @@ Expected<void> VmBackend::flush_metrics() {
   std::lock_guard lock(mutex_);
   if (!metrics_) return make_error(Errc::kInvalidArgument, "metrics are not configured");
   return metrics_->flush();
+}
+
+Expected<void> VmBackend::open_tap(const std::string& host_dev_name) {
+  // The Tap is closed again on return: the VM opens its own at start. A
+  // TAP this call created (the name did not exist and hvz may create
+  // interfaces) goes away with it, as Firecracker's would on exit.
+  auto tap = virtio::net::Tap::open(host_dev_name);
+  if (!tap) {
+    // The text has the errno already (as Firecracker's does).
+    return make_error(tap.error().code(), tap_error_message(tap.error(), host_dev_name));
+  }
+  return {};
 }
 
 }  // namespace hvz::api

@@ -32,6 +32,9 @@ class VmBackend : public Backend {
   Expected<void> configure_logger(const config::LoggerConfig& logger) override;
   Expected<void> configure_metrics(const config::MetricsConfig& metrics) override;
   Expected<void> flush_metrics() override;
+  // Tap::open(host_dev_name), closed at once; errors in Firecracker's
+  // words (tap_error_message()).
+  Expected<void> open_tap(const std::string& host_dev_name) override;
 
   // Readable once start() has succeeded.
   int started_fd() const { return started_.fd(); }

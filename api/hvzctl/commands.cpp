@@ -221,7 +221,9 @@ std::string absolute(const std::string& path) {
 
 // Each section of a Firecracker config file becomes a PUT: objects to
 // /SECTION, array entries to /SECTION/ID. Logger and metrics go first (as
-// Firecracker configures them), the rest in the file's order.
+// Firecracker configures them), the rest in the file's order. A null
+// section or an empty list configures nothing (GET /vm/config shows every
+// section of Firecracker's, null when unset).
 Expected<std::vector<ApiCall>> calls_from_config_file(const std::string& file) {
   auto text = read_text_file(file, 4u << 20);
   if (!text) return fail("cannot read config file: " + text.error().message());
@@ -239,6 +241,7 @@ Expected<std::vector<ApiCall>> calls_from_config_file(const std::string& file) {
   for (const auto& key : order) {
     const auto& value = j.at(key);
     if (!valid_section(key)) return fail(file + ": unknown section '" + one_line(key) + "'");
+    if (value.is_null() || (value.is_array() && value.empty())) continue;
     const std::string path = key == "mmds-config" ? "/mmds/config" : "/" + key;
     if (value.is_array()) {
       const char* id_field = key == "drives"               ? "drive_id"

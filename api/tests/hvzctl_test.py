@@ -170,6 +170,20 @@ def main():
               cfg.get("boot-source", {}).get("kernel_image_path") == kernel and
               cfg.get("machine-config", {}).get("mem_size_mib") == 64,
               "config t1 shows the boot source and memory", show(r))
+        # What `config` prints (Firecracker's shape: every section, null
+        # when unset) configures a VM again.
+        again = os.path.join(tmp, "again.json")
+        with open(again, "w") as f:
+            f.write(r.stdout)
+        r = hvzctl("run", "--no-start", "--config-file", again, "--name", "t1b", env=env)
+        check_ok(r, "run --config-file with what config printed")
+        r = hvzctl("config", "t1b", env=env)
+        try:
+            cfg_again = json.loads(r.stdout)
+        except ValueError:
+            cfg_again = {}
+        check(r.returncode == 0 and cfg_again == cfg, "t1b has t1's configuration", show(r))
+        check_ok(hvzctl("stop", "t1b", env=env), "stop t1b")
 
         r = hvzctl("status", "--json", "t1", env=env)
         try:

@@ -62,6 +62,10 @@ struct RateLimiterConfig {
 // pread/pwrite, kAsync = io_uring.
 enum class IoEngine { kSync, kAsync };
 
+// Firecracker's drive cache_type. hvz honours the guest's flushes either
+// way; the value is kept so that the configuration reads back as given.
+enum class CacheType { kUnsafe, kWriteback };
+
 // A virtio-blk drive (Firecracker's "drives" entry).
 struct Drive {
   std::string drive_id;
@@ -71,6 +75,7 @@ struct Drive {
   std::optional<std::string> partuuid;  // root=PARTUUID=... instead of /dev/vda
   IoEngine io_engine = IoEngine::kSync;
   std::optional<RateLimiterConfig> rate_limiter;
+  CacheType cache_type = CacheType::kUnsafe;
   bool operator==(const Drive&) const = default;
 };
 
