@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "guest-tests/support/process.hpp"
+#include "guest-tests/support/toy_kernel.hpp"
 
 namespace hvz::testing {
 namespace {
@@ -102,46 +103,7 @@ TEST_F(LinuxBoot, RebootThroughAcpiResetRegisterEndsWithStatusZero) {
 // IDT, #UD escalates to a double fault and then a triple fault: the VM
 // shuts down, and hvz must say so and exit 1.
 std::string write_triple_fault_kernel(const std::string& path) {
-  constexpr std::uint64_t kLoad = 0x200000;
-  std::vector<std::uint8_t> f(0x1002, 0);
-  auto put = [&f](std::size_t at, std::uint64_t v, std::size_t n) {
-    std::memcpy(f.data() + at, &v, n);
-  };
-  const std::uint8_t ident[] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
-  std::memcpy(f.data(), ident, sizeof ident);
-  put(16, 2, 2);      // ET_EXEC
-  put(18, 62, 2);     // EM_X86_64
-  put(20, 1, 4);      // EV_CURRENT
-  put(24, kLoad, 8);  // e_entry
-  put(32, 0x40, 8);   // e_phoff
-  put(52, 64, 2);     // e_ehsize
-  put(54, 56, 2);     // e_phentsize
-  put(56, 2, 2);      // e_phnum
-  // PT_LOAD: the code page.
-  put(0x40, 1, 4);
-  put(0x44, 5, 4);  // R|X
-  put(0x48, 0x1000, 8);
-  put(0x50, kLoad, 8);
-  put(0x58, kLoad, 8);
-  put(0x60, 2, 8);
-  put(0x68, 2, 8);
-  put(0x70, 0x1000, 8);
-  // PT_NOTE: XEN_ELFNOTE_PHYS32_ENTRY.
-  put(0x78, 4, 4);
-  put(0x80, 0x100, 8);
-  put(0x98, 20, 8);
-  put(0xa0, 20, 8);
-  put(0xa8, 4, 8);
-  put(0x100, 4, 4);   // namesz
-  put(0x104, 4, 4);   // descsz
-  put(0x108, 18, 4);  // type
-  std::memcpy(f.data() + 0x10c, "Xen", 4);
-  put(0x110, kLoad, 4);
-  f[0x1000] = 0x0f;  // ud2
-  f[0x1001] = 0x0b;
-  std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
-  return path;
+  return ToyCode().ud2().write_elf(path);
 }
 
 TEST_F(LinuxBoot, TripleFaultExitsOneWithAClearMessage) {

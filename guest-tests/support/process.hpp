@@ -16,6 +16,17 @@ struct ProcessResult {
   double seconds = 0;
 };
 
-ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::seconds timeout);
+struct ProcessOptions {
+  // The child's stdout is a pipe that nobody reads (stderr is still
+  // collected): a host-side reader that stalled.
+  bool stdout_unread = false;
+  // Extra environment entries ("NAME=value") on top of ours.
+  std::vector<std::string> env;
+  // Once the output contains this text, the child gets SIGKILL at once.
+  std::string kill_on;
+};
+
+ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::seconds timeout,
+                          const ProcessOptions& options = {});
 
 }  // namespace hvz::testing
