@@ -188,6 +188,7 @@ bool Vcpu::handle_exit() {
       return false;
     case KVM_EXIT_SHUTDOWN:
       counts_.shutdown.add();
+      dump_state();  // where the guest was when it gave up: for the bug report
       control_.request_stop(StopReason::kGuestCrash,
                             "guest triple fault (KVM_EXIT_SHUTDOWN) on vcpu" + std::to_string(id_));
       return false;
