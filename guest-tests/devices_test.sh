@@ -18,18 +18,8 @@ base=/dev/shm
 [ -w "$base" ] || base=${TMPDIR:-/tmp}
 work=$(mktemp -d "$base/hvz-devices.XXXXXX")
 trap 'kill %1 2>/dev/null; wait; rm -rf "$work"' EXIT
-ip link set lo up
-ip tuntap add dev hvztap1 mode tap || fail "cannot create a TAP device"
-ip addr add 172.31.0.1/24 dev hvztap1
-ip link set hvztap1 up
-mkdir "$work/www"
-head -c $((16 << 20)) /dev/urandom >"$work/www/blob"
-want=$(sha256sum "$work/www/blob" | cut -d' ' -f1)
-python3 -m http.server 8000 --bind 172.31.0.1 --directory "$work/www" >"$work/http.log" 2>&1 &
-for _ in $(seq 150); do
-    (exec 3<>/dev/tcp/172.31.0.1/8000) 2>/dev/null && break
-    sleep 0.2
-done
+. "$(dirname "$0")/tap_server.sh"
+tap_server hvztap1 172.31.0.1
 cp "$HVZ_GUEST_IMAGES/rootfs.ext4" "$work/root.ext4"
 head -c $((8 << 20)) /dev/zero >"$work/data.img"
 

@@ -13,19 +13,8 @@ fail() { echo "FAIL: $*"; [ -f "${work:-}/out" ] && tail -n 30 "$work/out"; exit
 
 work=$(mktemp -d /tmp/hvz-net.XXXXXX)
 trap 'kill %1 2>/dev/null; wait; rm -rf "$work"' EXIT
-ip link set lo up
-ip tuntap add dev hvztap0 mode tap || fail "cannot create a TAP device"
-ip addr add 172.30.0.1/24 dev hvztap0
-ip link set hvztap0 up
-mkdir "$work/www"
-head -c $((16 << 20)) /dev/urandom >"$work/www/blob"
-want=$(sha256sum "$work/www/blob" | cut -d' ' -f1)
-python3 -m http.server 8000 --bind 172.30.0.1 --directory "$work/www" >"$work/http.log" 2>&1 &
-# Boot only once the server listens (python starts slowly on a busy host).
-for _ in $(seq 150); do
-    (exec 3<>/dev/tcp/172.30.0.1/8000) 2>/dev/null && break
-    sleep 0.2
-done
+. "$(dirname "$0")/tap_server.sh"
+tap_server hvztap0 172.30.0.1
 
 mac=06:00:ac:1e:00:02
 cat >"$work/vm.json" <<JSON
