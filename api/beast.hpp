@@ -6,7 +6,9 @@
 #pragma once
 
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no such warning (and would warn of that)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>

@@ -1261,7 +1261,7 @@ TEST_F(ControllerTest, HostileInputNeverCrashes) {
   EXPECT_EQ(r.status, 204) << r.body;
   r = unchecked.handle({"GET", "/vm/config", ""});
   EXPECT_EQ(r.status, 200);
-  EXPECT_NO_THROW(json::parse(r.body));
+  EXPECT_TRUE(json::accept(r.body)) << r.body;
 }
 
 }  // namespace

@@ -91,7 +91,7 @@ const char* source_relative(const char* file) {
   static const std::size_t prefix_len = [] {
     const std::size_t n = std::strlen(__FILE__);
     const std::size_t self = sizeof kSelf - 1;
-    if (n >= self && std::strcmp(__FILE__ + n - self, kSelf) == 0) return n - self;
+    if (n >= self && std::strcmp(&__FILE__[n - self], kSelf) == 0) return n - self;
     return std::size_t{0};
   }();
   if (prefix_len > 0 && std::strncmp(file, __FILE__, prefix_len) == 0) return file + prefix_len;

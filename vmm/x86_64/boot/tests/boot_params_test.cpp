@@ -55,6 +55,13 @@ std::string guest_string(const GuestMemory& mem, std::uint64_t addr, std::size_t
   return s;
 }
 
+// boot_params is packed: gtest's assertions bind references, which a
+// misaligned member cannot give (UBSan says so); compare copies.
+template <typename T>
+T val(T v) {
+  return v;
+}
+
 boot_params zero_page(const GuestMemory& mem) {
   return read_guest<boot_params>(mem, kZeroPage);
 }
@@ -68,43 +75,43 @@ TEST(LinuxBootParams, ZeroPageCarriesHeaderCmdlineInitrdAndE820) {
   ASSERT_TRUE(configure_linux_boot(mem, bz_kernel(), "console=ttyS0 panic=-1", initrd));
 
   const auto bp = zero_page(mem);
-  EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(bp.hdr.header, 0x53726448u);
-  EXPECT_EQ(bp.hdr.version, 0x020f);
-  EXPECT_EQ(bp.hdr.setup_sects, 27);  // copied from the image's header
-  EXPECT_EQ(bp.hdr.kernel_alignment, 0x1000000u);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.loadflags, LOADED_HIGH | CAN_USE_HEAP);
-  EXPECT_NE(bp.hdr.heap_end_ptr, 0);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, kCmdlineStart);
-  EXPECT_EQ(bp.ext_cmd_line_ptr, 0u);
+  EXPECT_EQ(val(bp.hdr.boot_flag), 0xaa55);
+  EXPECT_EQ(val(bp.hdr.header), 0x53726448u);
+  EXPECT_EQ(val(bp.hdr.version), 0x020f);
+  EXPECT_EQ(val(bp.hdr.setup_sects), 27);  // copied from the image's header
+  EXPECT_EQ(val(bp.hdr.kernel_alignment), 0x1000000u);
+  EXPECT_EQ(val(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(val(bp.hdr.loadflags), LOADED_HIGH | CAN_USE_HEAP);
+  EXPECT_NE(val(bp.hdr.heap_end_ptr), 0);
+  EXPECT_EQ(val(bp.hdr.cmd_line_ptr), kCmdlineStart);
+  EXPECT_EQ(val(bp.ext_cmd_line_ptr), 0u);
   EXPECT_EQ(guest_string(mem, bp.hdr.cmd_line_ptr, kCmdlineMax), "console=ttyS0 panic=-1");
-  EXPECT_EQ(bp.hdr.ramdisk_image, 100 * kMiB);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x123456u);
-  EXPECT_EQ(bp.ext_ramdisk_image, 0u);
-  EXPECT_EQ(bp.ext_ramdisk_size, 0u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, kRsdpStart);
-  EXPECT_EQ(bp.sentinel, 0);
+  EXPECT_EQ(val(bp.hdr.ramdisk_image), 100 * kMiB);
+  EXPECT_EQ(val(bp.hdr.ramdisk_size), 0x123456u);
+  EXPECT_EQ(val(bp.ext_ramdisk_image), 0u);
+  EXPECT_EQ(val(bp.ext_ramdisk_size), 0u);
+  EXPECT_EQ(val(bp.acpi_rsdp_addr), kRsdpStart);
+  EXPECT_EQ(val(bp.sentinel), 0);
 
   const auto e820 = build_e820(mem);
   ASSERT_EQ(bp.e820_entries, e820.size());
   ASSERT_EQ(bp.e820_entries, 3);
   for (std::size_t i = 0; i < e820.size(); ++i) {
-    EXPECT_EQ(bp.e820_table[i].addr, e820[i].addr) << i;
-    EXPECT_EQ(bp.e820_table[i].size, e820[i].size) << i;
-    EXPECT_EQ(bp.e820_table[i].type, e820[i].type) << i;
+    EXPECT_EQ(val(bp.e820_table[i].addr), val(e820[i].addr)) << i;
+    EXPECT_EQ(val(bp.e820_table[i].size), val(e820[i].size)) << i;
+    EXPECT_EQ(val(bp.e820_table[i].type), val(e820[i].type)) << i;
   }
-  EXPECT_EQ(bp.e820_table[2].addr, kHighMemStart);
-  EXPECT_EQ(bp.e820_table[2].size, 127 * kMiB);
-  EXPECT_EQ(bp.e820_table[3].size, 0u);
+  EXPECT_EQ(val(bp.e820_table[2].addr), kHighMemStart);
+  EXPECT_EQ(val(bp.e820_table[2].size), 127 * kMiB);
+  EXPECT_EQ(val(bp.e820_table[3].size), 0u);
 }
 
 TEST(LinuxBootParams, NoInitrdLeavesRamdiskFieldsZero) {
   auto mem = make_memory(64 * kMiB);
   ASSERT_TRUE(configure_linux_boot(mem, bz_kernel(), "", std::nullopt));
   const auto bp = zero_page(mem);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0u);
+  EXPECT_EQ(val(bp.hdr.ramdisk_image), 0u);
+  EXPECT_EQ(val(bp.hdr.ramdisk_size), 0u);
   EXPECT_EQ(guest_string(mem, kCmdlineStart, 1), "");
 }
 
@@ -113,24 +120,24 @@ TEST(LinuxBootParams, InitrdAbove4GiBUsesExtFields) {
   const MemoryRange initrd{GuestAddress(kMmioGapEnd + 0x2000), 0x1000};
   ASSERT_TRUE(configure_linux_boot(mem, bz_kernel(), "x", initrd));
   const auto bp = zero_page(mem);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0x2000u);
-  EXPECT_EQ(bp.ext_ramdisk_image, 1u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x1000u);
+  EXPECT_EQ(val(bp.hdr.ramdisk_image), 0x2000u);
+  EXPECT_EQ(val(bp.ext_ramdisk_image), 1u);
+  EXPECT_EQ(val(bp.hdr.ramdisk_size), 0x1000u);
   ASSERT_EQ(bp.e820_entries, 4);
-  EXPECT_EQ(bp.e820_table[3].addr, kMmioGapEnd);
+  EXPECT_EQ(val(bp.e820_table[3].addr), kMmioGapEnd);
 }
 
 TEST(LinuxBootParams, ElfKernelGetsAConstructedHeader) {
   auto mem = make_memory(64 * kMiB);
   ASSERT_TRUE(configure_linux_boot(mem, elf_kernel(), "root=/dev/vda", std::nullopt));
   const auto bp = zero_page(mem);
-  EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(bp.hdr.header, 0x53726448u);
-  EXPECT_EQ(bp.hdr.version, 0x020c);
-  EXPECT_EQ(bp.hdr.kernel_alignment, 2 * kMiB);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
+  EXPECT_EQ(val(bp.hdr.boot_flag), 0xaa55);
+  EXPECT_EQ(val(bp.hdr.header), 0x53726448u);
+  EXPECT_EQ(val(bp.hdr.version), 0x020c);
+  EXPECT_EQ(val(bp.hdr.kernel_alignment), 2 * kMiB);
+  EXPECT_EQ(val(bp.hdr.type_of_loader), 0xff);
   EXPECT_TRUE(bp.hdr.loadflags & CAN_USE_HEAP);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, kCmdlineStart);
+  EXPECT_EQ(val(bp.hdr.cmd_line_ptr), kCmdlineStart);
   EXPECT_EQ(guest_string(mem, kCmdlineStart, 64), "root=/dev/vda");
 }
 
@@ -201,9 +208,9 @@ TEST(LinuxBootParams, RealKernelHeaderReachesTheZeroPage) {
   ASSERT_TRUE(k) << k.error().message();
   ASSERT_TRUE(configure_linux_boot(mem, *k, "console=ttyS0", std::nullopt));
   const auto bp = zero_page(mem);
-  EXPECT_EQ(bp.hdr.version, k->header->version);
-  EXPECT_EQ(bp.hdr.init_size, k->header->init_size);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
+  EXPECT_EQ(val(bp.hdr.version), val(k->header->version));
+  EXPECT_EQ(val(bp.hdr.init_size), val(k->header->init_size));
+  EXPECT_EQ(val(bp.hdr.type_of_loader), 0xff);
   EXPECT_EQ(guest_string(mem, bp.hdr.cmd_line_ptr, 64), "console=ttyS0");
 }
 
@@ -235,9 +242,9 @@ TEST(PvhStartInfo, FieldsReadBack) {
   for (std::size_t i = 0; i < e820.size(); ++i) {
     const auto e =
         read_guest<HvmMemmapTableEntry>(mem, info.memmap_paddr + i * sizeof(HvmMemmapTableEntry));
-    EXPECT_EQ(e.addr, e820[i].addr) << i;
-    EXPECT_EQ(e.size, e820[i].size) << i;
-    EXPECT_EQ(e.type, e820[i].type) << i;
+    EXPECT_EQ(e.addr, val(e820[i].addr)) << i;
+    EXPECT_EQ(e.size, val(e820[i].size)) << i;
+    EXPECT_EQ(e.type, val(e820[i].type)) << i;
     EXPECT_EQ(e.reserved, 0u);
   }
   EXPECT_EQ(read_guest<HvmMemmapTableEntry>(mem, info.memmap_paddr + 1 * 24).type, 2u);

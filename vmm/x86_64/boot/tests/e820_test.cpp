@@ -15,9 +15,14 @@ constexpr std::uint64_t kMiB = 1 << 20;
 
 void expect_entry(const boot_e820_entry& e, std::uint64_t addr, std::uint64_t size,
                   std::uint32_t type) {
-  EXPECT_EQ(e.addr, addr);
-  EXPECT_EQ(e.size, size);
-  EXPECT_EQ(e.type, type);
+  // boot_e820_entry is packed: copy the fields out before gtest binds
+  // references to them (a misaligned reference is undefined behaviour).
+  const std::uint64_t e_addr = e.addr;
+  const std::uint64_t e_size = e.size;
+  const std::uint32_t e_type = e.type;
+  EXPECT_EQ(e_addr, addr);
+  EXPECT_EQ(e_size, size);
+  EXPECT_EQ(e_type, type);
 }
 
 TEST(E820, SingleRegionHasLowRamReservedHoleAndHighRam) {
