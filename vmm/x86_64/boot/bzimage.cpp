@@ -87,6 +87,14 @@ Expected<BzImage> parse_bzimage(std::span<const std::byte> image) {
                                                   hex(image.size()) + " bytes");
   }
   auto pm = image.subspan(setup_size);
+  // The 64-bit entry (startup_64) is kEntry64Offset bytes into the
+  // protected-mode kernel: a shorter kernel would be entered in memory
+  // nothing was loaded into.
+  if (pm.size() <= kEntry64Offset) {
+    return make_error(Errc::kInvalidArgument,
+                      "bzImage truncated: protected-mode kernel is " + hex(pm.size()) +
+                          " bytes, ending before its 64-bit entry at " + hex(kEntry64Offset));
+  }
   // syssize counts the protected-mode code in 16-byte paragraphs; a file
   // shorter than that was cut off.
   const std::uint64_t sys_bytes = std::uint64_t{hdr.syssize} * 16;

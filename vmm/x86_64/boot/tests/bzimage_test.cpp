@@ -16,6 +16,13 @@
 namespace hvz::x86_64 {
 namespace {
 
+// setup_header is packed: gtest's assertions bind references, which a
+// misaligned member cannot give (UBSan says so); compare copies.
+template <typename T>
+T val(T v) {
+  return v;
+}
+
 using test::get;
 using test::make_memory;
 using test::put;
@@ -71,8 +78,8 @@ TEST(Bzimage, LoadsProtectedModePartAtOneMib) {
   EXPECT_EQ(k->entry, GuestAddress(kHighMemStart + 0x200));
   EXPECT_EQ(k->end, GuestAddress(kHighMemStart + kInitSize));
   ASSERT_TRUE(k->header);
-  EXPECT_EQ(k->header->version, 0x020f);
-  EXPECT_EQ(k->header->cmdline_size, 2047u);
+  EXPECT_EQ(val(k->header->version), 0x020f);
+  EXPECT_EQ(val(k->header->cmdline_size), 2047u);
   std::vector<std::byte> loaded(kPmSize);
   ASSERT_TRUE(mem.read(GuestAddress(kHighMemStart), loaded));
   EXPECT_TRUE(std::equal(loaded.begin(), loaded.end(), image.begin() + kSetupSize));
@@ -179,9 +186,9 @@ TEST(Bzimage, ZeroesFieldsPastTheHeaderEnd) {
   put<std::uint32_t>(image, HDR_OFF(kernel_info_offset), 0xcafef00d);
   auto bz = parse_bzimage(image);
   ASSERT_TRUE(bz) << bz.error().message();
-  EXPECT_EQ(bz->header.init_size, kInitSize);
-  EXPECT_EQ(bz->header.handover_offset, 0u);
-  EXPECT_EQ(bz->header.kernel_info_offset, 0u);
+  EXPECT_EQ(val(bz->header.init_size), kInitSize);
+  EXPECT_EQ(val(bz->header.handover_offset), 0u);
+  EXPECT_EQ(val(bz->header.kernel_info_offset), 0u);
 }
 
 TEST(Bzimage, RejectsPayloadOutsideTheKernel) {
@@ -192,6 +199,24 @@ TEST(Bzimage, RejectsPayloadOutsideTheKernel) {
   put<std::uint32_t>(image, HDR_OFF(payload_offset), 0xffffffff);
   put<std::uint32_t>(image, HDR_OFF(payload_length), 0xffffffff);
   EXPECT_FALSE(parse_bzimage(image));
+}
+
+// Found by boot_loader_fuzz: a protected-mode part shorter than the 64-bit
+// entry's offset loaded, and the entry pointed past what was loaded.
+TEST(Bzimage, RejectsKernelEndingBeforeIts64BitEntry) {
+  auto mem = make_memory(4 * kMiB);
+  auto image = synthetic_bzimage();
+  image.resize(kSetupSize + kEntry64Offset);
+  put<std::uint32_t>(image, HDR_OFF(syssize), kEntry64Offset / 16);
+  put<std::uint32_t>(image, HDR_OFF(init_size), 0);
+  EXPECT_FALSE(parse_bzimage(image));
+  EXPECT_NE(load_error(mem, image).find("before its 64-bit entry"), std::string::npos)
+      << load_error(mem, image);
+  // One byte more and the entry is inside the loaded kernel.
+  image.push_back(std::byte{0x90});
+  auto k = load_kernel(mem, image);
+  ASSERT_TRUE(k) << k.error().message();
+  EXPECT_LT(k->entry, k->end);
 }
 
 TEST(Bzimage, RejectsKernelLargerThanGuestMemory) {
@@ -220,7 +245,7 @@ TEST(BzimageGuestKernel, LoadsAtOneMibWith64BitEntry) {
   EXPECT_EQ(k->protocol, BootProtocol::kLinux64);
   EXPECT_EQ(k->entry, GuestAddress(kHighMemStart + 0x200));
   ASSERT_TRUE(k->header);
-  EXPECT_GE(k->header->version, 0x020c);
+  EXPECT_GE(val(k->header->version), 0x020c);
   EXPECT_TRUE(k->header->xloadflags & XLF_KERNEL_64);
   const std::size_t setup_end = real_setup_end(image);
   const std::uint64_t pm_size = image.size() - setup_end;
