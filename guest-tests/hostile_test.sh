@@ -112,10 +112,13 @@ grep -a "hvz-guest: hostile" "$work/out" | tr -d '\r' | sed 's/^/  /'
 
 attacked=$(grep -ao 'hostile done, [0-9]* devices' "$work/out" | awk '{print $3}')
 [ "${attacked:-0}" -ge 5 ] || fail "only ${attacked:-0} devices were attacked (want 5)"
-while read -r ms; do
+# (No process substitution: the emulated KVM host has no /dev/fd, and a
+# loop reading from it would check nothing.)
+resets=$(grep -ao 'reset under refill took [0-9]* ms' "$work/out" | awk '{print $5}')
+[ "$(wc -w <<<"$resets")" -ge 5 ] || fail "missing refill results: $resets"
+for ms in $resets; do
     [ "$ms" -lt "$limit_ms" ] || fail "a reset under refill took $ms ms (limit $limit_ms ms)"
-done < <(grep -ao 'reset under refill took [0-9]* ms' "$work/out" | awk '{print $5}')
-[ "$(grep -ac 'reset under refill took' "$work/out")" -ge 5 ] || fail "missing refill results"
+done
 
 api GET /
 [ "$code" = 200 ] || fail "GET / after the attack: HTTP $code"

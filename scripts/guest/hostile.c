@@ -198,9 +198,20 @@ static void attack_registers(void) {
   reset_device();
 }
 
+/* One past the highest guest-physical RAM address (/proc/iomem). */
+static uint64_t ram_end;
+
 static void attack_ring_addresses(void) {
   say("ring addresses outside RAM");
-  const uint64_t bad[] = {0xfffffffffffff000ull, 0x7ffff0000000ull, 0xd0000000ull, 0xfff0ull};
+  /* Every address is outside RAM or runs past its end; none lies in RAM
+   * the kernel uses (a ring there would make the device write into the
+   * kernel on this program's behalf, which is the guest hurting itself). The
+   * last one straddles the end of RAM: 16 bytes inside, the rest beyond. */
+  const uint64_t bad[] = {0xfffffffffffff000ull, 0x7ffff0000000ull, 0xd0000000ull,
+                          ram_end - 16};
+  memset((void *)DESC, 0, 4096);
+  memset((void *)AVAIL, 0, 4096);
+  memset((void *)USED, 0, 4096);
   for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     init_device(bad[i], pages[1].pa, pages[2].pa, queues_of(devid));
     init_device(pages[0].pa, bad[i], pages[2].pa, queues_of(devid));
@@ -293,6 +304,14 @@ int main(int argc, char **argv) {
   FILE *iomem = fopen("/proc/iomem", "r");
   if (!iomem) { perror("/proc/iomem"); return 1; }
   char line[256];
+  while (fgets(line, sizeof line, iomem)) {
+    unsigned long long start, end;
+    if (sscanf(line, "%llx-%llx : System RAM", &start, &end) == 2 && end + 1 > ram_end) {
+      ram_end = end + 1;
+    }
+  }
+  if (ram_end == 0) { printf("hvz-guest: hostile found no RAM in /proc/iomem\n"); return 1; }
+  rewind(iomem);
   int attacked = 0;
   unsigned long long seen[64];
   int nseen = 0;
