@@ -8,12 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
 #include <map>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "vmm/core/log.hpp"
 
 namespace hvz::api {
 
@@ -325,32 +326,14 @@ config::NetworkInterface interface_from(const Value& v) {
   return n;
 }
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 config::LoggerConfig logger_from(const Value& v, const config::LoggerConfig& base) {
   Object o(v, "LoggerConfig", {"log_path", "level", "show_level", "show_log_origin", "module"});
   config::LoggerConfig l = base;
   if (auto f = o.optional("log_path")) l.log_path = as_string(*f, "path string");
   if (auto f = o.optional("level")) {
     // Case-insensitive, as in Firecracker, which also takes "Warn".
-    using Level = config::LoggerConfig::Level;
-    const auto text = as_string(*f);
-    const auto t = lower(text);
-    if (t == "error") {
-      l.level = Level::kError;
-    } else if (t == "warning" || t == "warn") {
-      l.level = Level::kWarning;
-    } else if (t == "info") {
-      l.level = Level::kInfo;
-    } else if (t == "debug") {
-      l.level = Level::kDebug;
-    } else if (t == "trace") {
-      l.level = Level::kTrace;
-    } else if (t == "off") {
-      l.level = Level::kOff;
+    if (auto level = log::parse_level(as_string(*f))) {
+      l.level = *level;
     } else {
       f->fail("Invalid LevelFilter: expected Error, Warning, Info, Debug, Trace or Off, not " +
               dump_json(f->j));
@@ -587,25 +570,6 @@ std::optional<config::RateLimiterConfig> effective_limiter(
   return r;
 }
 
-const char* logger_level_name(config::LoggerConfig::Level level) {
-  using Level = config::LoggerConfig::Level;
-  switch (level) {
-    case Level::kError:
-      return "Error";
-    case Level::kWarning:
-      return "Warning";
-    case Level::kInfo:
-      return "Info";
-    case Level::kDebug:
-      return "Debug";
-    case Level::kTrace:
-      return "Trace";
-    case Level::kOff:
-      return "Off";
-  }
-  return "Warning";
-}
-
 json to_json(const config::BootSource& b) {
   return {{"kernel_image_path", b.kernel_image_path},
           {"initrd_path", or_null(b.initrd_path)},
@@ -657,7 +621,7 @@ json to_json(const config::NetworkInterface& n) {
 
 json to_json(const config::LoggerConfig& l) {
   return {{"log_path", l.log_path.empty() ? json(nullptr) : json(l.log_path)},
-          {"level", logger_level_name(l.level)},
+          {"level", log::level_name(l.level)},
           {"show_level", l.show_level},
           {"show_log_origin", l.show_log_origin},
           {"module", nullptr}};

@@ -129,9 +129,6 @@ nlohmann::json to_json(const config::SerialConfig& serial);
 nlohmann::json to_json(const config::EntropyConfig& entropy);
 nlohmann::json to_json(const config::Console& console);
 
-// "Error", "Warning", "Info", "Debug", "Trace", "Off".
-const char* logger_level_name(config::LoggerConfig::Level level);
-
 // json.dump() that never throws on strings that are not UTF-8 (replaced
 // with U+FFFD); indent -1: compact.
 std::string dump_json(const nlohmann::json& j, int indent = -1);

@@ -3,25 +3,6 @@
 
 namespace hvz::api {
 
-log::Level to_log_level(config::LoggerConfig::Level level) {
-  using L = config::LoggerConfig::Level;
-  switch (level) {
-    case L::kError:
-      return log::Level::kError;
-    case L::kWarning:
-      return log::Level::kWarn;
-    case L::kInfo:
-      return log::Level::kInfo;
-    case L::kDebug:
-      return log::Level::kDebug;
-    case L::kTrace:
-      return log::Level::kTrace;
-    case L::kOff:
-      return log::Level::kOff;
-  }
-  return log::Level::kWarn;
-}
-
 Expected<void> configure_logging(const config::LoggerConfig& logger) {
   // The output first: a path that does not open leaves everything as it was.
   if (!logger.log_path.empty()) {
@@ -31,7 +12,7 @@ Expected<void> configure_logging(const config::LoggerConfig& logger) {
                         r.error().sys_errno());
     }
   }
-  log::set_level(to_log_level(logger.level));
+  log::set_level(logger.level);
   log::set_show_level(logger.show_level);
   log::set_show_origin(logger.show_log_origin);
   return {};

@@ -7,9 +7,6 @@
 
 namespace hvz::api {
 
-// The log facade's level for Firecracker's level name.
-log::Level to_log_level(config::LoggerConfig::Level level);
-
 // Sends log lines to logger.log_path (appended, or a FIFO; an empty path
 // keeps the current output) and sets level and line shape. When the path
 // cannot be opened nothing changes and the error names the path.

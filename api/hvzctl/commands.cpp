@@ -1,5 +1,6 @@
 // hvzctl's subcommands: runtime entries on one side, hvz's API (through
-// api::Client) on the other.
+// api::Client) on the other. What `run` configures is a config::VmConfig,
+// sent as bodies from api's JSON mapping (the one hvz itself reads).
 #include "api/hvzctl/commands.hpp"
 
 #include <signal.h>
@@ -19,15 +20,16 @@
 #include <thread>
 
 #include "api/client.hpp"
+#include "api/config_json.hpp"
 #include "api/hvzctl/output.hpp"
 #include "api/hvzctl/runtime.hpp"
+#include "vmm/config/vm_config.hpp"
 
 namespace hvz::hvzctl {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using ordered_json = nlohmann::ordered_json;
 using api::Client;
 using namespace std::chrono_literals;
 
@@ -195,91 +197,72 @@ struct ApiCall {
   std::string method, path, body;
 };
 
-bool is_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-// Drive and interface ids: hvz's rule (1-64 of A-Z, a-z, 0-9, _); checked
-// here because they become part of a request path.
-bool valid_id(const std::string& id) {
-  if (id.empty() || id.size() > 64) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) { return is_alnum(c) || c == '_'; });
-}
-
-// Config-file section names ("boot-source", …) become request paths too.
-bool valid_section(const std::string& key) {
-  if (key.empty() || key.size() > 64) return false;
-  return std::all_of(key.begin(), key.end(),
-                     [](char c) { return is_alnum(c) || c == '_' || c == '-'; });
-}
-
 std::string absolute(const std::string& path) {
   std::error_code ec;
   const auto abs = fs::absolute(path, ec);
   return ec ? path : abs.lexically_normal().string();
 }
 
-// Each section of a Firecracker config file becomes a PUT: objects to
-// /SECTION, array entries to /SECTION/ID. Logger and metrics go first (as
-// Firecracker configures them), the rest in the file's order. A null
-// section or an empty list configures nothing (GET /vm/config shows every
-// section of Firecracker's, null when unset).
-Expected<std::vector<ApiCall>> calls_from_config_file(const std::string& file) {
-  auto text = read_text_file(file, 4u << 20);
-  if (!text) return fail("cannot read config file: " + text.error().message());
-  const ordered_json j = ordered_json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return fail(file + ": malformed JSON");
-  if (!j.is_object()) return fail(file + ": expected a JSON object");
-  std::vector<std::string> order;
-  for (const char* first : {"logger", "metrics"}) {
-    if (j.contains(first)) order.push_back(first);
-  }
-  for (const auto& [key, value] : j.items()) {
-    if (std::find(order.begin(), order.end(), key) == order.end()) order.push_back(key);
-  }
+// The API calls that configure `config`, each body from api::to_json (the
+// mapping GET /vm/config and hvz --config-file use): logger and metrics
+// first (as Firecracker configures them), then the machine and its devices.
+// Drive and interface ids become part of a request path, so they are
+// checked here (config::valid_id, hvz's rule).
+Expected<std::vector<ApiCall>> calls_from_config(const config::VmConfig& config,
+                                                 const std::string& where) {
   std::vector<ApiCall> calls;
-  for (const auto& key : order) {
-    const auto& value = j.at(key);
-    if (!valid_section(key)) return fail(file + ": unknown section '" + one_line(key) + "'");
-    if (value.is_null() || (value.is_array() && value.empty())) continue;
-    const std::string path = key == "mmds-config" ? "/mmds/config" : "/" + key;
-    if (value.is_array()) {
-      const char* id_field = key == "drives"               ? "drive_id"
-                             : key == "network-interfaces" ? "iface_id"
-                                                           : nullptr;
-      if (!id_field) return fail(file + ": " + key + ": expected an object");
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        const auto& item = value[i];
-        const std::string where = file + ": " + key + "[" + std::to_string(i) + "]";
-        if (!item.is_object()) return fail(where + ": expected an object");
-        if (!item.contains(id_field) || !item[id_field].is_string()) {
-          return fail(where + ": missing " + id_field);
-        }
-        const auto id = item[id_field].get<std::string>();
-        if (!valid_id(id)) {
-          return fail(where + ": " + id_field + " '" + one_line(id) +
-                      "' must be 1-64 letters, digits or '_'");
-        }
-        calls.push_back({"PUT", path + "/" + id, item.dump()});
-      }
-    } else if (value.is_object()) {
-      calls.push_back({"PUT", path, value.dump()});
-    } else {
-      return fail(file + ": " + key + ": expected an object");
+  auto put = [&](std::string path, const json& body) {
+    calls.push_back({"PUT", std::move(path), api::dump_json(body)});
+  };
+  if (config.logger) put("/logger", api::to_json(*config.logger));
+  if (config.metrics) put("/metrics", api::to_json(*config.metrics));
+  if (config.boot_source) put("/boot-source", api::to_json(*config.boot_source));
+  put("/machine-config", api::to_json(config.machine_config));
+  for (std::size_t i = 0; i < config.drives.size(); ++i) {
+    const auto& d = config.drives[i];
+    if (!config::valid_id(d.drive_id)) {
+      return fail(where + "drives[" + std::to_string(i) + "]: drive_id '" + one_line(d.drive_id) +
+                  "' must be 1-64 letters, digits or '_'");
     }
+    put("/drives/" + d.drive_id, api::to_json(d));
+  }
+  for (std::size_t i = 0; i < config.network_interfaces.size(); ++i) {
+    const auto& n = config.network_interfaces[i];
+    if (!config::valid_id(n.iface_id)) {
+      return fail(where + "network-interfaces[" + std::to_string(i) + "]: iface_id '" +
+                  one_line(n.iface_id) + "' must be 1-64 letters, digits or '_'");
+    }
+    put("/network-interfaces/" + n.iface_id, api::to_json(n));
+  }
+  if (config.serial) put("/serial", api::to_json(*config.serial));
+  if (config.entropy) put("/entropy", api::to_json(*config.entropy));
+  if (config.console) {
+    return fail(where + "console: hvz's API has no console endpoint (give the file to " +
+                "hvz --config-file instead)");
   }
   return calls;
 }
 
+// A Firecracker config file (what `hvzctl config` prints, too), read with
+// the mapping hvz --config-file uses, so that it is refused here, before an
+// hvz is started, when hvz would refuse it. A null section or an empty list
+// configures nothing.
+Expected<std::vector<ApiCall>> calls_from_config_file(const std::string& file) {
+  auto text = read_text_file(file, 4u << 20);
+  if (!text) return fail("cannot read config file: " + text.error().message());
+  auto config = api::parse_vm_config(*text);
+  if (!config) return fail(file + ": " + one_line(config.error().message()));
+  return calls_from_config(*config, file + ": ");
+}
+
 Expected<std::vector<ApiCall>> calls_from_flags(const RunOptions& o) {
-  std::vector<ApiCall> calls;
-  json boot = {{"kernel_image_path", absolute(o.kernel)}};
-  if (!o.initrd.empty()) boot["initrd_path"] = absolute(o.initrd);
-  if (o.has_cmdline) boot["boot_args"] = o.cmdline;
-  calls.push_back({"PUT", "/boot-source", boot.dump()});
-  const json machine = {{"vcpu_count", o.vcpus}, {"mem_size_mib", o.memory_mib}};
-  calls.push_back({"PUT", "/machine-config", machine.dump()});
-  std::vector<std::string> ids;
+  config::VmConfig config;
+  config::BootSource& boot = config.boot_source.emplace();
+  boot.kernel_image_path = absolute(o.kernel);
+  if (!o.initrd.empty()) boot.initrd_path = absolute(o.initrd);
+  if (o.has_cmdline) boot.boot_args = o.cmdline;
+  config.machine_config.vcpu_count = o.vcpus;
+  config.machine_config.mem_size_mib = o.memory_mib;
   for (std::size_t i = 0; i < o.drives.size(); ++i) {
     const std::string& spec = o.drives[i];
     const std::string usage = "--drive " + one_line(spec) + ": expected PATH[,ro][,root][,id=ID]";
@@ -292,32 +275,32 @@ Expected<std::vector<ApiCall>> calls_from_flags(const RunOptions& o) {
       start = comma + 1;
     }
     if (parts[0].empty()) return fail(usage);
-    bool ro = false, root = false;
-    std::string id;
+    config::Drive& drive = config.drives.emplace_back();
+    drive.path_on_host = absolute(parts[0]);
     for (std::size_t k = 1; k < parts.size(); ++k) {
       if (parts[k] == "ro") {
-        ro = true;
+        drive.is_read_only = true;
       } else if (parts[k] == "root") {
-        root = true;
+        drive.is_root_device = true;
       } else if (parts[k].rfind("id=", 0) == 0) {
-        id = parts[k].substr(3);
-        if (!valid_id(id)) return fail(usage + " (ID: 1-64 letters, digits or '_')");
+        drive.drive_id = parts[k].substr(3);
+        if (!config::valid_id(drive.drive_id)) {
+          return fail(usage + " (ID: 1-64 letters, digits or '_')");
+        }
       } else {
         return fail(usage + " (unknown option '" + one_line(parts[k]) + "')");
       }
     }
-    if (id.empty()) id = root ? "rootfs" : "drive" + std::to_string(i);
-    if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
-      return fail("--drive: two drives with the id '" + id + "'");
+    if (drive.drive_id.empty()) {
+      drive.drive_id = drive.is_root_device ? "rootfs" : "drive" + std::to_string(i);
     }
-    ids.push_back(id);
-    const json drive = {{"drive_id", id},
-                        {"path_on_host", absolute(parts[0])},
-                        {"is_root_device", root},
-                        {"is_read_only", ro}};
-    calls.push_back({"PUT", "/drives/" + id, drive.dump()});
+    for (std::size_t j = 0; j + 1 < config.drives.size(); ++j) {
+      if (config.drives[j].drive_id == drive.drive_id) {
+        return fail("--drive: two drives with the id '" + drive.drive_id + "'");
+      }
+    }
   }
-  return calls;
+  return calls_from_config(config, "");
 }
 
 Expected<std::string> find_hvz(const RunOptions& o) {

@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
                           ".\nA running VM's name is refused; an exited one's entry is replaced");
   auto* config_opt = run_cmd->add_option(
       "--config-file", run.config_file,
-      "VM configuration in Firecracker's config-file JSON: each section is PUT to the API\n"
-      "(boot-source, machine-config, drives/ID, network-interfaces/ID, ...)");
+      "VM configuration in Firecracker's config-file JSON, read as hvz --config-file reads\n"
+      "it; each section is then PUT to the API (logger, metrics, boot-source,\n"
+      "machine-config, drives/ID, network-interfaces/ID, serial, entropy)");
   auto* kernel_opt =
       run_cmd->add_option("--kernel", run.kernel, "Guest kernel image (bzImage or ELF vmlinux)");
   auto* initrd_opt = run_cmd->add_option("--initrd", run.initrd, "Initramfs image");

@@ -329,8 +329,8 @@ TEST(ConfigJson, ParsesLoggerMetricsSerialEntropy) {
 TEST(ConfigJson, LoggerLevelsAreCaseInsensitive) {
   using Level = config::LoggerConfig::Level;
   const std::pair<const char*, Level> cases[] = {
-      {"Error", Level::kError}, {"WARNING", Level::kWarning}, {"warn", Level::kWarning},
-      {"Info", Level::kInfo},   {"Debug", Level::kDebug},     {"trace", Level::kTrace},
+      {"Error", Level::kError}, {"WARNING", Level::kWarn}, {"warn", Level::kWarn},
+      {"Info", Level::kInfo},   {"Debug", Level::kDebug},  {"trace", Level::kTrace},
       {"Off", Level::kOff},
   };
   for (const auto& [text, level] : cases) {

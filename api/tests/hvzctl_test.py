@@ -236,6 +236,21 @@ def main():
               drives[0].get("is_read_only") is True,
               "config of a config-file VM shows its vCPUs and drive", show(r))
         check_ok(hvzctl("stop", name or "vm_none", env=env), "stop the config-file VM")
+        # A file hvz --config-file would refuse is refused before an hvz starts.
+        bad = os.path.join(tmp, "bad.json")
+        for what, body, needle in [
+                ("an unknown logger level", {"logger": {"level": "Loud"}}, "LevelFilter"),
+                ("a drive id that is no id",
+                 {"drives": [{"drive_id": "a/b", "path_on_host": drive,
+                              "is_root_device": False, "is_read_only": False}]}, "drive_id"),
+                ("malformed JSON", None, "bad.json")]:
+            with open(bad, "w") as f:
+                f.write("{" if body is None else
+                        json.dumps({"boot-source": {"kernel_image_path": kernel}, **body}))
+            r = hvzctl("run", "--no-start", "--config-file", bad, "--name", "tbad", env=env)
+            check_error(r, f"run --config-file with {what} is refused", "bad.json", needle)
+            check(not os.path.exists(os.path.join(rt, "tbad")),
+                  f"no runtime entry is left for {what}", str(os.listdir(rt)))
 
         # --- stale entries ---------------------------------------------------
         r = hvzctl("run", "--no-start", "--kernel", kernel, "--name", "t2", env=env)

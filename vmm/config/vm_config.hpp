@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vmm/core/error.hpp"
+#include "vmm/core/log.hpp"
 
 namespace hvz::config {
 
@@ -94,9 +95,9 @@ struct NetworkInterface {
 
 // Firecracker's "logger": where hvz's log lines go and how verbose.
 struct LoggerConfig {
-  enum class Level { kError, kWarning, kInfo, kDebug, kTrace, kOff };
-  std::string log_path;  // a file (appended) or a FIFO
-  Level level = Level::kWarning;
+  using Level = log::Level;  // named by log::parse_level() / log::level_name()
+  std::string log_path;      // a file (appended) or a FIFO
+  Level level = Level::kWarn;
   bool show_level = true;
   bool show_log_origin = false;
   bool operator==(const LoggerConfig&) const = default;

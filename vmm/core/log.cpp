@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -65,7 +66,8 @@ metrics::Counter& log_fails() {
   return c;
 }
 
-const char* level_name(Level l) {
+// The level as it starts a line ("WARN ").
+const char* line_tag(Level l) {
   switch (l) {
     case Level::kOff:
       return "OFF";
@@ -127,7 +129,7 @@ void vemit(Level l, const char* file, int line_no, const char* fmt, va_list ap) 
   if (g_show_level.load(std::memory_order_relaxed)) {
     n = std::snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %-5s [%s] ",
                       t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                      static_cast<long>(tv.tv_usec), level_name(l), thread);
+                      static_cast<long>(tv.tv_usec), line_tag(l), thread);
   } else {
     n = std::snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ [%s] ",
                       t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
@@ -158,6 +160,37 @@ void vemit(Level l, const char* file, int line_no, const char* fmt, va_list ap) 
 }
 
 }  // namespace
+
+std::optional<Level> parse_level(std::string_view name) {
+  std::string lower(name.substr(0, 8));
+  if (lower.size() != name.size()) return std::nullopt;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "off") return Level::kOff;
+  if (lower == "error") return Level::kError;
+  if (lower == "warn" || lower == "warning") return Level::kWarn;
+  if (lower == "info") return Level::kInfo;
+  if (lower == "debug") return Level::kDebug;
+  if (lower == "trace") return Level::kTrace;
+  return std::nullopt;
+}
+
+const char* level_name(Level l) {
+  switch (l) {
+    case Level::kOff:
+      return "Off";
+    case Level::kError:
+      return "Error";
+    case Level::kWarn:
+      return "Warning";
+    case Level::kInfo:
+      return "Info";
+    case Level::kDebug:
+      return "Debug";
+    case Level::kTrace:
+      return "Trace";
+  }
+  return "Warning";
+}
 
 void set_level(Level l) {
   g_level.store(static_cast<int>(l));

@@ -20,7 +20,9 @@
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "vmm/core/error.hpp"
 #include "vmm/core/unique_fd.hpp"
@@ -32,6 +34,16 @@ namespace hvz::log {
 enum class Level { kOff = -1, kError = 0, kWarn = 1, kInfo = 2, kDebug = 3, kTrace = 4 };
 
 inline constexpr std::size_t kMaxLineBytes = 1024;
+
+// The one mapping between levels and their names, for the command line,
+// the config file and the API (Firecracker's LevelFilter names). Case does
+// not matter and "warn" is taken for "warning", as Firecracker does:
+// "off", "error", "warn"/"warning", "info", "debug", "trace"; anything else
+// is nullopt.
+std::optional<Level> parse_level(std::string_view name);
+// "Off", "Error", "Warning", "Info", "Debug", "Trace" (parse_level takes
+// them back).
+const char* level_name(Level level);
 
 void set_level(Level level);
 Level level();

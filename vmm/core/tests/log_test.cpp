@@ -368,5 +368,35 @@ TEST_F(LogTest, SwitchingOutputWhileOthersLog) {
   expect_whole_lines(all, kThreads, kPerThread, pad);
 }
 
+TEST(LogLevel, ParsesEveryNameInAnyCase) {
+  EXPECT_EQ(parse_level("off"), Level::kOff);
+  EXPECT_EQ(parse_level("Error"), Level::kError);
+  EXPECT_EQ(parse_level("warn"), Level::kWarn);
+  EXPECT_EQ(parse_level("WARNING"), Level::kWarn);
+  EXPECT_EQ(parse_level("Info"), Level::kInfo);
+  EXPECT_EQ(parse_level("dEbUg"), Level::kDebug);
+  EXPECT_EQ(parse_level("trace"), Level::kTrace);
+}
+
+TEST(LogLevel, RefusesOtherNames) {
+  for (const char* bad : {"", "loud", "warnings", "war", " info", "info ", "warningwarning", "3"}) {
+    EXPECT_EQ(parse_level(bad), std::nullopt) << '"' << bad << '"';
+  }
+  EXPECT_EQ(parse_level(std::string_view("info\0", 5)), std::nullopt);
+}
+
+TEST(LogLevel, NamesAreFirecrackersAndParseBack) {
+  EXPECT_STREQ(level_name(Level::kOff), "Off");
+  EXPECT_STREQ(level_name(Level::kError), "Error");
+  EXPECT_STREQ(level_name(Level::kWarn), "Warning");
+  EXPECT_STREQ(level_name(Level::kInfo), "Info");
+  EXPECT_STREQ(level_name(Level::kDebug), "Debug");
+  EXPECT_STREQ(level_name(Level::kTrace), "Trace");
+  for (Level l :
+       {Level::kOff, Level::kError, Level::kWarn, Level::kInfo, Level::kDebug, Level::kTrace}) {
+    EXPECT_EQ(parse_level(level_name(l)), l) << level_name(l);
+  }
+}
+
 }  // namespace
 }  // namespace hvz::log

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "vmm/core/format.hpp"
 #include "vmm/x86_64/acpi/aml.hpp"
 #include "vmm/x86_64/layout.hpp"
 
@@ -295,16 +296,6 @@ Expected<void> check_config(const AcpiConfig& config) {
 
 constexpr std::uint64_t align_up(std::uint64_t v) {
   return (v + kTableAlign - 1) & ~(kTableAlign - 1);
-}
-
-std::string hex(std::uint64_t v) {
-  constexpr std::string_view kDigits = "0123456789abcdef";
-  std::string out;
-  do {
-    out.insert(out.begin(), kDigits[v & 0xf]);
-    v >>= 4;
-  } while (v != 0);
-  return "0x" + out;
 }
 
 }  // namespace

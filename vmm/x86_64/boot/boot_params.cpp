@@ -4,11 +4,11 @@
 #include <asm/bootparam.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "vmm/core/format.hpp"
 #include "vmm/x86_64/boot/bzimage.hpp"
 #include "vmm/x86_64/boot/e820.hpp"
 #include "vmm/x86_64/boot/pvh_start_info.hpp"
@@ -24,12 +24,6 @@ constexpr std::uint8_t kLoaderTypeUndefined = 0xff;
 constexpr std::uint16_t kHeapEndPtr = 0xfe00;
 constexpr std::uint32_t kKernelAlignment = 0x200000;
 constexpr std::uint32_t kLegacyCmdlineChars = 255;  // boot protocol < 2.06
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // Writes `cmdline` and its NUL at kCmdlineStart; `max_chars` excludes the NUL.
 Expected<void> write_cmdline(const GuestMemory& mem, std::string_view cmdline,

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "vmm/core/format.hpp"
 #include "vmm/x86_64/layout.hpp"
 
 namespace hvz::x86_64 {
@@ -16,12 +17,6 @@ constexpr std::uint64_t kJumpOffset = 0x200;  // the 2-byte jump over the header
 constexpr std::uint64_t kHeaderMagicOffset = 0x202;
 constexpr std::uint64_t kSectorSize = 512;
 constexpr std::uint8_t kDefaultSetupSects = 4;  // setup_sects == 0 means 4
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 }  // namespace
 

@@ -4,22 +4,16 @@
 #include <elf.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "vmm/core/format.hpp"
 #include "vmm/x86_64/layout.hpp"
 
 namespace hvz::x86_64 {
 namespace {
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 // [offset, offset + len) lies inside a file of `size` bytes (no overflow).
 bool in_file(std::uint64_t size, std::uint64_t offset, std::uint64_t len) {

@@ -2,21 +2,12 @@
 #include "vmm/x86_64/boot/initrd.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <string>
 
+#include "vmm/core/format.hpp"
 #include "vmm/x86_64/layout.hpp"
 
 namespace hvz::x86_64 {
-namespace {
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-}  // namespace
 
 Expected<GuestAddress> load_initrd(const GuestMemory& mem, std::span<const std::byte> initrd,
                                    GuestAddress kernel_end, std::uint64_t max_addr) {
