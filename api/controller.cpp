@@ -1,9 +1,10 @@
 // Firecracker's API semantics on a VmConfig and a Backend (see
-// controller.hpp). Routing follows Firecracker's parsed_request.rs: a GET
-// with a body, a PUT or PATCH without one, an unknown method or path are
-// refused before anything else; bodies are parsed (strictly) before the
-// pre-/post-boot rules of rpc_interface.rs are checked; every failure is a
-// 400 with {"fault_message": "..."}.
+// controller.hpp). The routes are one table (kRoutes: method, path
+// pattern, metric name, handler). Routing follows Firecracker's
+// parsed_request.rs: a GET with a body, a PUT or PATCH without one, an
+// unknown method or path are refused before anything else; bodies are
+// parsed (strictly) before the pre-/post-boot rules of rpc_interface.rs are
+// checked; every failure is a 400 with {"fault_message": "..."}.
 #include "api/controller.hpp"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -48,6 +50,10 @@ HttpResponse ok_json(const json& j) {
 }
 HttpResponse fault(const std::string& message) {
   return {400, dump_json(json{{"fault_message", message}})};
+}
+// A 204 or the error as a 400.
+HttpResponse done(const Expected<void>& result) {
+  return result ? no_content() : fault(result.error().message());
 }
 
 tl::unexpected<Error> invalid(std::string message) {
@@ -148,10 +154,8 @@ const Unsupported* find_unsupported(const std::string& method, const std::string
   return nullptr;
 }
 
-// The id in /drives/{id} or /network-interfaces/{id}.
-Expected<std::string> resource_id(const std::vector<std::string>& tokens) {
-  if (tokens.size() < 2 || tokens[1].empty()) return invalid("The ID cannot be empty.");
-  const std::string& id = tokens[1];
+// The id in /drives/{id} or /network-interfaces/{id}, checked.
+Expected<std::string> resource_id(const std::string& id) {
   if (!config::valid_id(id)) {
     return invalid(
         "API Resource IDs can only contain alphanumeric characters and underscores "
@@ -248,47 +252,56 @@ const char* state_name(VmState state) {
   return "Not started";
 }
 
+// The routes, once: Firecracker's paths and methods with the handlers.
+const Controller::RouteSpec Controller::kRoutes[] = {
+    {"GET", "/", "get_root",
+     [](Controller& c, const RouteCall&) {
+       return HttpResponse{200, c.instance_info()};
+     }},
+    // The Firecracker API release whose shape hvz follows (clients gate
+    // features on it), and hvz's own version.
+    {"GET", "/version", "get_version",
+     [](Controller&, const RouteCall&) {
+       return ok_json(
+           {{"firecracker_version", kFirecrackerApiVersion}, {"hvz_version", hvz_version()}});
+     }},
+    {"GET", "/machine-config", "get_machine_config",
+     [](Controller& c, const RouteCall&) { return ok_json(to_json(c.config().machine_config)); }},
+    {"GET", "/vm/config", "get_vm_config",
+     [](Controller& c, const RouteCall&) { return ok_json(vm_config_to_json_value(c.config())); }},
+    {"PUT", "/actions", "actions",
+     [](Controller& c, const RouteCall& r) { return done(c.put_actions(r.body)); }},
+    {"PUT", "/boot-source", "put_boot_source",
+     [](Controller& c, const RouteCall& r) { return done(c.put_boot_source(r.body)); }},
+    {"PUT", "/machine-config", "put_machine_config",
+     [](Controller& c, const RouteCall& r) { return done(c.put_machine_config(r.body, false)); }},
+    {"PATCH", "/machine-config", "patch_machine_config",
+     [](Controller& c, const RouteCall& r) { return done(c.put_machine_config(r.body, true)); }},
+    {"PUT", "/drives/{id}", "put_drive",
+     [](Controller& c, const RouteCall& r) { return done(c.put_drive(r.id, r.body)); }},
+    {"PATCH", "/drives/{id}", "patch_drive",
+     [](Controller& c, const RouteCall& r) { return done(c.patch_drive(r.id, r.body)); }},
+    {"PUT", "/network-interfaces/{id}", "put_network_interface",
+     [](Controller& c, const RouteCall& r) { return done(c.put_network_interface(r.id, r.body)); }},
+    {"PATCH", "/network-interfaces/{id}", "patch_network_interface",
+     [](Controller& c, const RouteCall& r) {
+       return done(c.patch_network_interface(r.id, r.body));
+     }},
+    {"PATCH", "/vm", "patch_vm",
+     [](Controller& c, const RouteCall& r) { return done(c.patch_vm(r.body)); }},
+    {"PUT", "/logger", "put_logger",
+     [](Controller& c, const RouteCall& r) { return done(c.put_logger(r.body)); }},
+    {"PUT", "/metrics", "put_metrics",
+     [](Controller& c, const RouteCall& r) { return done(c.put_metrics(r.body)); }},
+    {"PUT", "/serial", "put_serial",
+     [](Controller& c, const RouteCall& r) { return done(c.put_serial(r.body)); }},
+    {"PUT", "/entropy", "put_entropy",
+     [](Controller& c, const RouteCall& r) { return done(c.put_entropy(r.body)); }},
+};
 const char* Controller::route_name(Route route) {
-  switch (route) {
-    case Route::kGetRoot:
-      return "get_root";
-    case Route::kGetVersion:
-      return "get_version";
-    case Route::kGetMachineConfig:
-      return "get_machine_config";
-    case Route::kGetVmConfig:
-      return "get_vm_config";
-    case Route::kActions:
-      return "actions";
-    case Route::kPutBootSource:
-      return "put_boot_source";
-    case Route::kPutMachineConfig:
-      return "put_machine_config";
-    case Route::kPatchMachineConfig:
-      return "patch_machine_config";
-    case Route::kPutDrive:
-      return "put_drive";
-    case Route::kPatchDrive:
-      return "patch_drive";
-    case Route::kPutNetworkInterface:
-      return "put_network_interface";
-    case Route::kPatchNetworkInterface:
-      return "patch_network_interface";
-    case Route::kPatchVm:
-      return "patch_vm";
-    case Route::kPutLogger:
-      return "put_logger";
-    case Route::kPutMetrics:
-      return "put_metrics";
-    case Route::kPutSerial:
-      return "put_serial";
-    case Route::kPutEntropy:
-      return "put_entropy";
-    case Route::kOther:
-    case Route::kCount:
-      break;
-  }
-  return "other";
+  static_assert(std::size(kRoutes) == kRouteCount, "kRouteCount is the table's size");
+  const auto i = static_cast<std::size_t>(route);
+  return i < kRouteCount ? kRoutes[i].name : "other";
 }
 
 Controller::Controller(Backend& backend, ControllerOptions options, config::VmConfig initial)
@@ -331,102 +344,38 @@ HttpResponse Controller::dispatch(const HttpRequest& request, Route& route) {
   const std::string path = path_of(request.target);
   if (path.empty() || path[0] != '/') return invalid_path(method, path);
   const std::vector<std::string> tokens = split_path(path);
-  const std::string first = tokens.empty() ? std::string() : tokens[0];
   const bool has_body = !request.body.empty();
-  const std::string& body = request.body;
+  // Firecracker refuses these whatever the path.
+  if (method == "GET" && has_body) return fault("GET request cannot have a body.");
+  if (method == "PUT" && !has_body) return fault("Empty PUT request.");
+  if (method == "PATCH" && !has_body) return fault("Empty PATCH request.");
 
-  // A 204 or the error as a 400.
-  auto done = [](const Expected<void>& result) {
-    return result ? no_content() : fault(result.error().message());
-  };
-  // /drives/{id}-style routes: the id checked, nothing after it.
-  auto with_id = [&](auto&& handler) -> HttpResponse {
-    auto id = resource_id(tokens);
-    if (!id) return fault(id.error().message());
-    if (tokens.size() > 2) return invalid_path(method, path);
-    return done(handler(*id));
-  };
-
-  if (method == "GET") {
-    if (has_body) return fault("GET request cannot have a body.");
-    if (tokens.empty()) {
-      route = Route::kGetRoot;
-      return {200, instance_info()};
+  for (std::size_t i = 0; i < kRouteCount; ++i) {
+    const RouteSpec& spec = kRoutes[i];
+    if (method != spec.method) continue;
+    std::vector<std::string> pattern = split_path(spec.pattern);
+    const bool with_id = !pattern.empty() && pattern.back() == "{id}";
+    if (with_id) pattern.pop_back();
+    // A route with an id takes every path below its prefix: a missing,
+    // empty or malformed id, or more after it, is an error of this route.
+    if (with_id ? tokens.size() < pattern.size() ||
+                      !std::equal(pattern.begin(), pattern.end(), tokens.begin())
+                : tokens != pattern) {
+      continue;
     }
-    if (first == "version" && tokens.size() == 1) {
-      route = Route::kGetVersion;
-      // The Firecracker API release whose shape hvz follows (clients gate
-      // features on it), and hvz's own version.
-      return ok_json(
-          {{"firecracker_version", kFirecrackerApiVersion}, {"hvz_version", hvz_version()}});
+    route = static_cast<Route>(i);
+    std::string id;
+    if (with_id) {
+      const std::size_t at = pattern.size();
+      if (tokens.size() <= at || tokens[at].empty()) return fault("The ID cannot be empty.");
+      auto checked = resource_id(tokens[at]);
+      if (!checked) return fault(checked.error().message());
+      if (tokens.size() > at + 1) return invalid_path(method, path);
+      id = std::move(*checked);
     }
-    if (first == "machine-config" && tokens.size() == 1) {
-      route = Route::kGetMachineConfig;
-      return ok_json(to_json(config_.machine_config));
-    }
-    if (first == "vm" && tokens.size() == 2 && tokens[1] == "config") {
-      route = Route::kGetVmConfig;
-      return ok_json(vm_config_to_json_value(config_));
-    }
-  } else if (method == "PUT") {
-    if (!has_body) return fault("Empty PUT request.");
-    if (tokens.size() == 1) {
-      if (first == "actions") {
-        route = Route::kActions;
-        return done(put_actions(body));
-      }
-      if (first == "boot-source") {
-        route = Route::kPutBootSource;
-        return done(put_boot_source(body));
-      }
-      if (first == "machine-config") {
-        route = Route::kPutMachineConfig;
-        return done(put_machine_config(body, false));
-      }
-      if (first == "logger") {
-        route = Route::kPutLogger;
-        return done(put_logger(body));
-      }
-      if (first == "metrics") {
-        route = Route::kPutMetrics;
-        return done(put_metrics(body));
-      }
-      if (first == "serial") {
-        route = Route::kPutSerial;
-        return done(put_serial(body));
-      }
-      if (first == "entropy") {
-        route = Route::kPutEntropy;
-        return done(put_entropy(body));
-      }
-    }
-    if (first == "drives") {
-      route = Route::kPutDrive;
-      return with_id([&](const std::string& id) { return put_drive(id, body); });
-    }
-    if (first == "network-interfaces") {
-      route = Route::kPutNetworkInterface;
-      return with_id([&](const std::string& id) { return put_network_interface(id, body); });
-    }
-  } else if (method == "PATCH") {
-    if (!has_body) return fault("Empty PATCH request.");
-    if (first == "machine-config" && tokens.size() == 1) {
-      route = Route::kPatchMachineConfig;
-      return done(put_machine_config(body, true));
-    }
-    if (first == "vm" && tokens.size() == 1) {
-      route = Route::kPatchVm;
-      return done(patch_vm(body));
-    }
-    if (first == "drives") {
-      route = Route::kPatchDrive;
-      return with_id([&](const std::string& id) { return patch_drive(id, body); });
-    }
-    if (first == "network-interfaces") {
-      route = Route::kPatchNetworkInterface;
-      return with_id([&](const std::string& id) { return patch_network_interface(id, body); });
-    }
+    return spec.handler(*this, RouteCall{id, request.body});
   }
+  const std::string first = tokens.empty() ? std::string() : tokens[0];
   if (const auto* u = find_unsupported(method, first)) return fault(u->message);
   return invalid_path(method, path);
 }

@@ -2,7 +2,8 @@
 // status codes, pre-/post-boot rules and the instance state — on top of a
 // VmConfig being built and a Backend that runs the VM. HTTP-free: it maps an
 // HttpRequest to an HttpResponse, so it is tested without sockets, and the
-// HttpServer calls handle() one request at a time.
+// HttpServer calls handle() one request at a time. Its routes are one table
+// (controller.cpp).
 #pragma once
 
 #include <array>
@@ -91,32 +92,28 @@ class Controller {
   // post-boot updates; read it from the thread that calls handle().
   const config::VmConfig& config() const { return config_; }
 
-  // Route classes, each with a latency summary "<name>_us" in the metrics
-  // group "api_server" (beside the counter "errors_4xx").
-  enum class Route : std::size_t {
-    kGetRoot,
-    kGetVersion,
-    kGetMachineConfig,
-    kGetVmConfig,
-    kActions,
-    kPutBootSource,
-    kPutMachineConfig,
-    kPatchMachineConfig,
-    kPutDrive,
-    kPatchDrive,
-    kPutNetworkInterface,
-    kPatchNetworkInterface,
-    kPatchVm,
-    kPutLogger,
-    kPutMetrics,
-    kPutSerial,
-    kPutEntropy,
-    kOther,  // unknown paths, unsupported features
-    kCount,
-  };
+  // A route's place in the route table (controller.cpp, the one list of
+  // routes: method, path pattern, name, handler); kOther counts unknown
+  // paths and unsupported features. Each has a latency summary
+  // "<name>_us" in the metrics group "api_server" (beside the counter
+  // "errors_4xx").
+  static constexpr std::size_t kRouteCount = 17;  // checked against the table
+  enum class Route : std::size_t { kOther = kRouteCount, kCount };
   static const char* route_name(Route route);
 
  private:
+  struct RouteCall {
+    const std::string& id;  // the {id} of the path, or empty
+    const std::string& body;
+  };
+  struct RouteSpec {
+    const char* method;
+    const char* pattern;  // "/drives/{id}": {id} last, checked as a resource id
+    const char* name;
+    HttpResponse (*handler)(Controller& controller, const RouteCall& call);
+  };
+  static const RouteSpec kRoutes[];  // kRouteCount of them
+
   HttpResponse dispatch(const HttpRequest& request, Route& route);
   Expected<void> put_actions(const std::string& body);
   Expected<void> start_instance();
