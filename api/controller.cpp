@@ -1,4 +1,4 @@
-// Firecracker's API semantics on a VmConfig and a Backend (see
+// Firecracker's API semantics on the VmResources and a Backend (see
 // controller.hpp). The routes are one table (kRoutes: method, path
 // pattern, metric name, handler). Routing follows Firecracker's
 // parsed_request.rs: a GET with a body, a PUT or PATCH without one, an
@@ -220,16 +220,6 @@ Expected<void> check_machine_config(const config::MachineConfig& m) {
   return {};
 }
 
-// A PATCHed rate limiter: buckets given replace the old ones, absent ones
-// stay (Firecracker's RateLimiterUpdate); an empty bucket given removes one.
-std::optional<config::RateLimiterConfig> merge_limiter(
-    const std::optional<config::RateLimiterConfig>& old, const config::RateLimiterConfig& update) {
-  config::RateLimiterConfig merged = old.value_or(config::RateLimiterConfig{});
-  if (update.bandwidth) merged.bandwidth = update.bandwidth;
-  if (update.ops) merged.ops = update.ops;
-  return effective_limiter(merged);
-}
-
 }  // namespace
 
 // Firecracker 1.7 introduced machine-config.huge_pages, the newest field hvz
@@ -305,12 +295,22 @@ const char* Controller::route_name(Route route) {
 }
 
 Controller::Controller(Backend& backend, ControllerOptions options, config::VmConfig initial)
-    : backend_(backend), options_(std::move(options)), config_(std::move(initial)) {
+    : Controller(backend, std::move(options),
+                 std::make_unique<vmm::VmResources>(std::move(initial))) {}
+
+Controller::Controller(Backend& backend, ControllerOptions options, vmm::VmResources& resources)
+    : backend_(backend), options_(std::move(options)), resources_(resources) {
   auto& group = metrics::registry().group("api_server");
   for (std::size_t i = 0; i < latency_.size(); ++i) {
     latency_[i] = &group.summary(std::string(route_name(static_cast<Route>(i))) + "_us");
   }
   errors_4xx_ = &group.counter("errors_4xx");
+}
+
+Controller::Controller(Backend& backend, ControllerOptions options,
+                       std::unique_ptr<vmm::VmResources> own)
+    : Controller(backend, std::move(options), *own) {
+  own_resources_ = std::move(own);
 }
 
 HttpResponse Controller::handle(const HttpRequest& request) {
@@ -401,14 +401,14 @@ Expected<void> Controller::put_actions(const std::string& body) {
   if (*action == "SendCtrlAltDel") return backend_.send_ctrl_alt_del();
   // FlushMetrics. Firecracker answers 204 without metrics configured
   // (METRICS.write() reports "nothing written", not an error).
-  if (!config_.metrics) return {};
+  if (!config().metrics) return {};
   return backend_.flush_metrics();
 }
 
 Expected<void> Controller::start_instance() {
-  if (auto ok = config::validate(config_); !ok) return ok;
+  if (auto ok = config::validate(config()); !ok) return ok;
   LOG_INFO("API: starting the microVM");
-  if (auto ok = backend_.start(config_); !ok) return ok;
+  if (auto ok = backend_.start(config()); !ok) return ok;
   state_.store(VmState::kRunning);
   return {};
 }
@@ -439,7 +439,7 @@ Expected<void> Controller::put_boot_source(const std::string& body) {
       return invalid("Boot source error: The kernel command line is invalid: " + *problem);
     }
   }
-  config_.boot_source = std::move(*boot);
+  resources_.update([&](config::VmConfig& c) { c.boot_source = std::move(*boot); });
   return {};
 }
 
@@ -447,7 +447,7 @@ Expected<void> Controller::put_machine_config(const std::string& body, bool patc
   auto doc = parse_body(body);
   if (!doc) return tl::unexpected(doc.error());
   const json& j = doc->root();
-  auto machine = parse_machine_config(j, "", patch ? &config_.machine_config : nullptr, &*doc);
+  auto machine = parse_machine_config(j, "", patch ? &config().machine_config : nullptr, &*doc);
   if (!machine) return body_error(machine.error());
   // Firecracker: a PATCH that changes nothing is an "Empty PATCH request.".
   if (patch && std::none_of(j.begin(), j.end(), [](const json& v) { return !v.is_null(); })) {
@@ -465,10 +465,10 @@ Expected<void> Controller::put_machine_config(const std::string& body, bool patc
   // virtio_mmio_cmdline is hvz's --virtio-mmio-cmdline: a PUT that does not
   // name it leaves it alone rather than resetting it.
   if (!patch && !j.contains("virtio_mmio_cmdline")) {
-    machine->virtio_mmio_cmdline = config_.machine_config.virtio_mmio_cmdline;
+    machine->virtio_mmio_cmdline = config().machine_config.virtio_mmio_cmdline;
   }
   if (auto ok = check_machine_config(*machine); !ok) return ok;
-  config_.machine_config = *machine;
+  resources_.update([&](config::VmConfig& c) { c.machine_config = *machine; });
   return {};
 }
 
@@ -480,7 +480,7 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   if (auto ok = check_id_match(id, drive->drive_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
 
-  auto& drives = config_.drives;
+  const auto& drives = config().drives;
   const auto same = std::find_if(drives.begin(), drives.end(),
                                  [&](const config::Drive& d) { return d.drive_id == id; });
   const auto root = std::find_if(drives.begin(), drives.end(),
@@ -516,7 +516,7 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   if (auto ok = validate_part(probe); !ok) {
     return make_error(ok.error().code(), "Drive config error: " + ok.error().message());
   }
-  drives = std::move(next);
+  resources_.update([&](config::VmConfig& c) { c.drives = std::move(next); });
   return {};
 }
 
@@ -527,9 +527,10 @@ Expected<void> Controller::patch_drive(const std::string& id, const std::string&
   if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->drive_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
-  const auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
+  const auto it = std::find_if(config().drives.begin(), config().drives.end(),
                                [&](const config::Drive& d) { return d.drive_id == id; });
-  if (it == config_.drives.end()) return invalid("Invalid block device ID: no drive '" + id + "'.");
+  if (it == config().drives.end())
+    return invalid("Invalid block device ID: no drive '" + id + "'.");
   constexpr const char* kPatchFailed = "Drive config error: Unable to patch the block device: ";
   constexpr const char* kVerify = " Please verify the request arguments.";
   // Firecracker takes a PATCH with neither for a vhost-user drive's, which
@@ -545,12 +546,21 @@ Expected<void> Controller::patch_drive(const std::string& id, const std::string&
                      os_error(err) + " " + *update->path_on_host + kVerify);
     }
   }
-  if (auto ok = backend_.update_drive(id, update->path_on_host, update->rate_limiter); !ok) {
+  // Merged once: the device gets the complete limits, the configuration
+  // keeps them as Firecracker shows them (effective_limiter).
+  std::optional<config::RateLimiterConfig> limiter;
+  if (update->rate_limiter) {
+    limiter = config::merge_rate_limiter(it->rate_limiter, *update->rate_limiter);
+  }
+  if (auto ok = backend_.update_drive(id, update->path_on_host, limiter); !ok) {
     return make_error(ok.error().code(), kPatchFailed + ok.error().message() + kVerify);
   }
-  if (update->path_on_host) it->path_on_host = *update->path_on_host;
-  if (update->rate_limiter)
-    it->rate_limiter = merge_limiter(it->rate_limiter, *update->rate_limiter);
+  const auto index = static_cast<std::size_t>(it - config().drives.begin());
+  resources_.update([&](config::VmConfig& c) {
+    auto& drive = c.drives[index];
+    if (update->path_on_host) drive.path_on_host = *update->path_on_host;
+    if (limiter) drive.rate_limiter = effective_limiter(limiter);
+  });
   return {};
 }
 
@@ -563,7 +573,7 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (started()) return invalid(kNotSupportedPostBoot);
   constexpr const char* kNetwork = "Network config error: ";
 
-  std::vector<config::NetworkInterface> next = config_.network_interfaces;
+  std::vector<config::NetworkInterface> next = config().network_interfaces;
   const auto same = std::find_if(next.begin(), next.end(), [&](const config::NetworkInterface& n) {
     return n.iface_id == id;
   });
@@ -600,7 +610,7 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (auto ok = backend_.open_tap(iface->host_dev_name); !ok) {
     return make_error(ok.error().code(), kNetwork + ok.error().message());
   }
-  config_.network_interfaces = std::move(next);
+  resources_.update([&](config::VmConfig& c) { c.network_interfaces = std::move(next); });
   return {};
 }
 
@@ -611,23 +621,30 @@ Expected<void> Controller::patch_network_interface(const std::string& id, const 
   if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->iface_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
-  const auto it = std::find_if(config_.network_interfaces.begin(), config_.network_interfaces.end(),
-                               [&](const config::NetworkInterface& n) { return n.iface_id == id; });
-  if (it == config_.network_interfaces.end()) {
+  const auto it =
+      std::find_if(config().network_interfaces.begin(), config().network_interfaces.end(),
+                   [&](const config::NetworkInterface& n) { return n.iface_id == id; });
+  if (it == config().network_interfaces.end()) {
     return invalid("Invalid network interface ID: no interface '" + id + "'.");
   }
-  if (auto ok =
-          backend_.update_network_interface(id, update->rx_rate_limiter, update->tx_rate_limiter);
-      !ok) {
+  // Merged once, as for drives.
+  std::optional<config::RateLimiterConfig> rx, tx;
+  if (update->rx_rate_limiter) {
+    rx = config::merge_rate_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
+  }
+  if (update->tx_rate_limiter) {
+    tx = config::merge_rate_limiter(it->tx_rate_limiter, *update->tx_rate_limiter);
+  }
+  if (auto ok = backend_.update_network_interface(id, rx, tx); !ok) {
     return make_error(ok.error().code(), "Network config error: Unable to update the net device: " +
                                              ok.error().message());
   }
-  if (update->rx_rate_limiter) {
-    it->rx_rate_limiter = merge_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
-  }
-  if (update->tx_rate_limiter) {
-    it->tx_rate_limiter = merge_limiter(it->tx_rate_limiter, *update->tx_rate_limiter);
-  }
+  const auto index = static_cast<std::size_t>(it - config().network_interfaces.begin());
+  resources_.update([&](config::VmConfig& c) {
+    auto& iface = c.network_interfaces[index];
+    if (rx) iface.rx_rate_limiter = effective_limiter(rx);
+    if (tx) iface.tx_rate_limiter = effective_limiter(tx);
+  });
   return {};
 }
 
@@ -657,7 +674,7 @@ Expected<void> Controller::put_logger(const std::string& body) {
   auto doc = parse_body(body);
   if (!doc) return tl::unexpected(doc.error());
   auto logger =
-      parse_logger(doc->root(), "", config_.logger.value_or(config::LoggerConfig{}), &*doc);
+      parse_logger(doc->root(), "", config().logger.value_or(config::LoggerConfig{}), &*doc);
   if (!logger) return body_error(logger.error());
   if (started()) return invalid(kNotSupportedPostBoot);
   // Firecracker updates its logger as often as asked (no "once" rule).
@@ -667,7 +684,7 @@ Expected<void> Controller::put_logger(const std::string& body) {
                           ? "Logger error: Failed to open target file: " + cause(ok.error())
                           : "Logger error: " + ok.error().message());
   }
-  config_.logger = std::move(*logger);
+  resources_.update([&](config::VmConfig& c) { c.logger = std::move(*logger); });
   return {};
 }
 
@@ -681,12 +698,12 @@ Expected<void> Controller::put_metrics(const std::string& body) {
       "Metrics error: Cannot initialize the metrics system due to bad user input: ";
   // Firecracker's metrics are initialised once (by --metrics-path, the
   // config file or this call); a failed attempt does not count.
-  if (config_.metrics)
+  if (config().metrics)
     return invalid(std::string(kMetrics) + "Reinitialization of metrics not allowed.");
   if (auto ok = backend_.configure_metrics(*m); !ok) {
     return make_error(ok.error().code(), kMetrics + cause(ok.error()));
   }
-  config_.metrics = std::move(*m);
+  resources_.update([&](config::VmConfig& c) { c.metrics = std::move(*m); });
   return {};
 }
 
@@ -696,7 +713,7 @@ Expected<void> Controller::put_serial(const std::string& body) {
   auto serial = parse_serial(doc->root(), "", &*doc);
   if (!serial) return body_error(serial.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  config_.serial = std::move(*serial);
+  resources_.update([&](config::VmConfig& c) { c.serial = std::move(*serial); });
   return {};
 }
 
@@ -706,7 +723,7 @@ Expected<void> Controller::put_entropy(const std::string& body) {
   auto entropy = parse_entropy(doc->root(), "", &*doc);
   if (!entropy) return body_error(entropy.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  config_.entropy = std::move(*entropy);
+  resources_.update([&](config::VmConfig& c) { c.entropy = std::move(*entropy); });
   return {};
 }
 
