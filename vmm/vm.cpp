@@ -120,7 +120,11 @@ std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib) {
 }
 
 Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
-    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+    : kvm_(std::move(kvm)),
+      vm_(std::move(vm)),
+      memory_(std::move(memory)),
+      slots_(x86_64::kVirtioMmioStart, x86_64::kVirtioMmioSize, x86_64::kVirtioGsiBase,
+             x86_64::kIoapicPins) {}
 
 Vm::~Vm() {
   {
@@ -239,16 +243,13 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
 }
 
 Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device) {
-  const std::size_t index = transports_.size();
-  const std::uint32_t gsi = x86_64::kVirtioGsiBase + static_cast<std::uint32_t>(index);
-  if (gsi >= x86_64::kIoapicPins) {
-    return make_error(Errc::kInvalidArgument, "too many virtio devices for the IOAPIC's pins");
-  }
+  auto slot = slots_.take();
+  if (!slot) return tl::unexpected(slot.error());
+  const auto [base, size, gsi] = *slot;
   auto irq = irq_line(vm_, gsi);
   if (!irq) return tl::unexpected(irq.error());
   auto transport = virtio::MmioTransport::create(std::move(device), memory_, *loop_, *irq);
   if (!transport) return tl::unexpected(transport.error());
-  const std::uint64_t base = x86_64::kVirtioMmioStart + index * x86_64::kVirtioMmioSize;
   const auto fds = (*transport)->queue_notify_fds();
   for (std::size_t q = 0; q < fds.size(); ++q) {
     // The guest's queue notifications signal the device without an exit.
@@ -256,9 +257,9 @@ Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> devic
       return r;
     }
   }
-  if (auto r = mmio_->insert(*transport, base, x86_64::kVirtioMmioSize); !r) return r;
+  if (auto r = mmio_->insert(*transport, base, size); !r) return r;
   transports_.push_back(std::move(*transport));
-  virtio_info_.push_back({base, x86_64::kVirtioMmioSize, gsi});
+  virtio_info_.push_back({base, size, gsi});
   return {};
 }
 

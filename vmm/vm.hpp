@@ -18,6 +18,7 @@
 #include "vmm/core/bus.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/kvm.hpp"
+#include "vmm/mmio_slots.hpp"
 #include "vmm/vm_control.hpp"
 #include "vmm/vm_runtime.hpp"
 #include "vmm/x86_64/acpi/tables.hpp"
@@ -129,6 +130,8 @@ class Vm : public VmRuntime {
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
+  // Where the next virtio-mmio device goes (window and GSI).
+  MmioSlots slots_;
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
   // By id, for runtime updates (owned by their transports too). Filled
