@@ -1,9 +1,10 @@
-// Firecracker's API semantics on a VmConfig and a Backend (see
-// controller.hpp). Routing follows Firecracker's parsed_request.rs: a GET
-// with a body, a PUT or PATCH without one, an unknown method or path are
-// refused before anything else; bodies are parsed (strictly) before the
-// pre-/post-boot rules of rpc_interface.rs are checked; every failure is a
-// 400 with {"fault_message": "..."}.
+// Firecracker's API semantics on the VmResources and a Backend (see
+// controller.hpp). The routes are one table (kRoutes: method, path
+// pattern, metric name, handler). Routing follows Firecracker's
+// parsed_request.rs: a GET with a body, a PUT or PATCH without one, an
+// unknown method or path are refused before anything else; bodies are
+// parsed (strictly) before the pre-/post-boot rules of rpc_interface.rs are
+// checked; every failure is a 400 with {"fault_message": "..."}.
 #include "api/controller.hpp"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -48,6 +50,10 @@ HttpResponse ok_json(const json& j) {
 }
 HttpResponse fault(const std::string& message) {
   return {400, dump_json(json{{"fault_message", message}})};
+}
+// A 204 or the error as a 400.
+HttpResponse done(const Expected<void>& result) {
+  return result ? no_content() : fault(result.error().message());
 }
 
 tl::unexpected<Error> invalid(std::string message) {
@@ -148,10 +154,8 @@ const Unsupported* find_unsupported(const std::string& method, const std::string
   return nullptr;
 }
 
-// The id in /drives/{id} or /network-interfaces/{id}.
-Expected<std::string> resource_id(const std::vector<std::string>& tokens) {
-  if (tokens.size() < 2 || tokens[1].empty()) return invalid("The ID cannot be empty.");
-  const std::string& id = tokens[1];
+// The id in /drives/{id} or /network-interfaces/{id}, checked.
+Expected<std::string> resource_id(const std::string& id) {
   if (!config::valid_id(id)) {
     return invalid(
         "API Resource IDs can only contain alphanumeric characters and underscores "
@@ -216,16 +220,6 @@ Expected<void> check_machine_config(const config::MachineConfig& m) {
   return {};
 }
 
-// A PATCHed rate limiter: buckets given replace the old ones, absent ones
-// stay (Firecracker's RateLimiterUpdate); an empty bucket given removes one.
-std::optional<config::RateLimiterConfig> merge_limiter(
-    const std::optional<config::RateLimiterConfig>& old, const config::RateLimiterConfig& update) {
-  config::RateLimiterConfig merged = old.value_or(config::RateLimiterConfig{});
-  if (update.bandwidth) merged.bandwidth = update.bandwidth;
-  if (update.ops) merged.ops = update.ops;
-  return effective_limiter(merged);
-}
-
 }  // namespace
 
 // Firecracker 1.7 introduced machine-config.huge_pages, the newest field hvz
@@ -248,56 +242,75 @@ const char* state_name(VmState state) {
   return "Not started";
 }
 
+// The routes, once: Firecracker's paths and methods with the handlers.
+const Controller::RouteSpec Controller::kRoutes[] = {
+    {"GET", "/", "get_root",
+     [](Controller& c, const RouteCall&) {
+       return HttpResponse{200, c.instance_info()};
+     }},
+    // The Firecracker API release whose shape hvz follows (clients gate
+    // features on it), and hvz's own version.
+    {"GET", "/version", "get_version",
+     [](Controller&, const RouteCall&) {
+       return ok_json(
+           {{"firecracker_version", kFirecrackerApiVersion}, {"hvz_version", hvz_version()}});
+     }},
+    {"GET", "/machine-config", "get_machine_config",
+     [](Controller& c, const RouteCall&) { return ok_json(to_json(c.config().machine_config)); }},
+    {"GET", "/vm/config", "get_vm_config",
+     [](Controller& c, const RouteCall&) { return ok_json(vm_config_to_json_value(c.config())); }},
+    {"PUT", "/actions", "actions",
+     [](Controller& c, const RouteCall& r) { return done(c.put_actions(r.body)); }},
+    {"PUT", "/boot-source", "put_boot_source",
+     [](Controller& c, const RouteCall& r) { return done(c.put_boot_source(r.body)); }},
+    {"PUT", "/machine-config", "put_machine_config",
+     [](Controller& c, const RouteCall& r) { return done(c.put_machine_config(r.body, false)); }},
+    {"PATCH", "/machine-config", "patch_machine_config",
+     [](Controller& c, const RouteCall& r) { return done(c.put_machine_config(r.body, true)); }},
+    {"PUT", "/drives/{id}", "put_drive",
+     [](Controller& c, const RouteCall& r) { return done(c.put_drive(r.id, r.body)); }},
+    {"PATCH", "/drives/{id}", "patch_drive",
+     [](Controller& c, const RouteCall& r) { return done(c.patch_drive(r.id, r.body)); }},
+    {"PUT", "/network-interfaces/{id}", "put_network_interface",
+     [](Controller& c, const RouteCall& r) { return done(c.put_network_interface(r.id, r.body)); }},
+    {"PATCH", "/network-interfaces/{id}", "patch_network_interface",
+     [](Controller& c, const RouteCall& r) {
+       return done(c.patch_network_interface(r.id, r.body));
+     }},
+    {"PATCH", "/vm", "patch_vm",
+     [](Controller& c, const RouteCall& r) { return done(c.patch_vm(r.body)); }},
+    {"PUT", "/logger", "put_logger",
+     [](Controller& c, const RouteCall& r) { return done(c.put_logger(r.body)); }},
+    {"PUT", "/metrics", "put_metrics",
+     [](Controller& c, const RouteCall& r) { return done(c.put_metrics(r.body)); }},
+    {"PUT", "/serial", "put_serial",
+     [](Controller& c, const RouteCall& r) { return done(c.put_serial(r.body)); }},
+    {"PUT", "/entropy", "put_entropy",
+     [](Controller& c, const RouteCall& r) { return done(c.put_entropy(r.body)); }},
+};
 const char* Controller::route_name(Route route) {
-  switch (route) {
-    case Route::kGetRoot:
-      return "get_root";
-    case Route::kGetVersion:
-      return "get_version";
-    case Route::kGetMachineConfig:
-      return "get_machine_config";
-    case Route::kGetVmConfig:
-      return "get_vm_config";
-    case Route::kActions:
-      return "actions";
-    case Route::kPutBootSource:
-      return "put_boot_source";
-    case Route::kPutMachineConfig:
-      return "put_machine_config";
-    case Route::kPatchMachineConfig:
-      return "patch_machine_config";
-    case Route::kPutDrive:
-      return "put_drive";
-    case Route::kPatchDrive:
-      return "patch_drive";
-    case Route::kPutNetworkInterface:
-      return "put_network_interface";
-    case Route::kPatchNetworkInterface:
-      return "patch_network_interface";
-    case Route::kPatchVm:
-      return "patch_vm";
-    case Route::kPutLogger:
-      return "put_logger";
-    case Route::kPutMetrics:
-      return "put_metrics";
-    case Route::kPutSerial:
-      return "put_serial";
-    case Route::kPutEntropy:
-      return "put_entropy";
-    case Route::kOther:
-    case Route::kCount:
-      break;
-  }
-  return "other";
+  static_assert(std::size(kRoutes) == kRouteCount, "kRouteCount is the table's size");
+  const auto i = static_cast<std::size_t>(route);
+  return i < kRouteCount ? kRoutes[i].name : "other";
 }
 
 Controller::Controller(Backend& backend, ControllerOptions options, config::VmConfig initial)
-    : backend_(backend), options_(std::move(options)), config_(std::move(initial)) {
+    : Controller(backend, std::move(options),
+                 std::make_unique<vmm::VmResources>(std::move(initial))) {}
+
+Controller::Controller(Backend& backend, ControllerOptions options, vmm::VmResources& resources)
+    : backend_(backend), options_(std::move(options)), resources_(resources) {
   auto& group = metrics::registry().group("api_server");
   for (std::size_t i = 0; i < latency_.size(); ++i) {
     latency_[i] = &group.summary(std::string(route_name(static_cast<Route>(i))) + "_us");
   }
   errors_4xx_ = &group.counter("errors_4xx");
+}
+
+Controller::Controller(Backend& backend, ControllerOptions options,
+                       std::unique_ptr<vmm::VmResources> own)
+    : Controller(backend, std::move(options), *own) {
+  own_resources_ = std::move(own);
 }
 
 HttpResponse Controller::handle(const HttpRequest& request) {
@@ -331,102 +344,38 @@ HttpResponse Controller::dispatch(const HttpRequest& request, Route& route) {
   const std::string path = path_of(request.target);
   if (path.empty() || path[0] != '/') return invalid_path(method, path);
   const std::vector<std::string> tokens = split_path(path);
-  const std::string first = tokens.empty() ? std::string() : tokens[0];
   const bool has_body = !request.body.empty();
-  const std::string& body = request.body;
+  // Firecracker refuses these whatever the path.
+  if (method == "GET" && has_body) return fault("GET request cannot have a body.");
+  if (method == "PUT" && !has_body) return fault("Empty PUT request.");
+  if (method == "PATCH" && !has_body) return fault("Empty PATCH request.");
 
-  // A 204 or the error as a 400.
-  auto done = [](const Expected<void>& result) {
-    return result ? no_content() : fault(result.error().message());
-  };
-  // /drives/{id}-style routes: the id checked, nothing after it.
-  auto with_id = [&](auto&& handler) -> HttpResponse {
-    auto id = resource_id(tokens);
-    if (!id) return fault(id.error().message());
-    if (tokens.size() > 2) return invalid_path(method, path);
-    return done(handler(*id));
-  };
-
-  if (method == "GET") {
-    if (has_body) return fault("GET request cannot have a body.");
-    if (tokens.empty()) {
-      route = Route::kGetRoot;
-      return {200, instance_info()};
+  for (std::size_t i = 0; i < kRouteCount; ++i) {
+    const RouteSpec& spec = kRoutes[i];
+    if (method != spec.method) continue;
+    std::vector<std::string> pattern = split_path(spec.pattern);
+    const bool with_id = !pattern.empty() && pattern.back() == "{id}";
+    if (with_id) pattern.pop_back();
+    // A route with an id takes every path below its prefix: a missing,
+    // empty or malformed id, or more after it, is an error of this route.
+    if (with_id ? tokens.size() < pattern.size() ||
+                      !std::equal(pattern.begin(), pattern.end(), tokens.begin())
+                : tokens != pattern) {
+      continue;
     }
-    if (first == "version" && tokens.size() == 1) {
-      route = Route::kGetVersion;
-      // The Firecracker API release whose shape hvz follows (clients gate
-      // features on it), and hvz's own version.
-      return ok_json(
-          {{"firecracker_version", kFirecrackerApiVersion}, {"hvz_version", hvz_version()}});
+    route = static_cast<Route>(i);
+    std::string id;
+    if (with_id) {
+      const std::size_t at = pattern.size();
+      if (tokens.size() <= at || tokens[at].empty()) return fault("The ID cannot be empty.");
+      auto checked = resource_id(tokens[at]);
+      if (!checked) return fault(checked.error().message());
+      if (tokens.size() > at + 1) return invalid_path(method, path);
+      id = std::move(*checked);
     }
-    if (first == "machine-config" && tokens.size() == 1) {
-      route = Route::kGetMachineConfig;
-      return ok_json(to_json(config_.machine_config));
-    }
-    if (first == "vm" && tokens.size() == 2 && tokens[1] == "config") {
-      route = Route::kGetVmConfig;
-      return ok_json(vm_config_to_json_value(config_));
-    }
-  } else if (method == "PUT") {
-    if (!has_body) return fault("Empty PUT request.");
-    if (tokens.size() == 1) {
-      if (first == "actions") {
-        route = Route::kActions;
-        return done(put_actions(body));
-      }
-      if (first == "boot-source") {
-        route = Route::kPutBootSource;
-        return done(put_boot_source(body));
-      }
-      if (first == "machine-config") {
-        route = Route::kPutMachineConfig;
-        return done(put_machine_config(body, false));
-      }
-      if (first == "logger") {
-        route = Route::kPutLogger;
-        return done(put_logger(body));
-      }
-      if (first == "metrics") {
-        route = Route::kPutMetrics;
-        return done(put_metrics(body));
-      }
-      if (first == "serial") {
-        route = Route::kPutSerial;
-        return done(put_serial(body));
-      }
-      if (first == "entropy") {
-        route = Route::kPutEntropy;
-        return done(put_entropy(body));
-      }
-    }
-    if (first == "drives") {
-      route = Route::kPutDrive;
-      return with_id([&](const std::string& id) { return put_drive(id, body); });
-    }
-    if (first == "network-interfaces") {
-      route = Route::kPutNetworkInterface;
-      return with_id([&](const std::string& id) { return put_network_interface(id, body); });
-    }
-  } else if (method == "PATCH") {
-    if (!has_body) return fault("Empty PATCH request.");
-    if (first == "machine-config" && tokens.size() == 1) {
-      route = Route::kPatchMachineConfig;
-      return done(put_machine_config(body, true));
-    }
-    if (first == "vm" && tokens.size() == 1) {
-      route = Route::kPatchVm;
-      return done(patch_vm(body));
-    }
-    if (first == "drives") {
-      route = Route::kPatchDrive;
-      return with_id([&](const std::string& id) { return patch_drive(id, body); });
-    }
-    if (first == "network-interfaces") {
-      route = Route::kPatchNetworkInterface;
-      return with_id([&](const std::string& id) { return patch_network_interface(id, body); });
-    }
+    return spec.handler(*this, RouteCall{id, request.body});
   }
+  const std::string first = tokens.empty() ? std::string() : tokens[0];
   if (const auto* u = find_unsupported(method, first)) return fault(u->message);
   return invalid_path(method, path);
 }
@@ -452,14 +401,14 @@ Expected<void> Controller::put_actions(const std::string& body) {
   if (*action == "SendCtrlAltDel") return backend_.send_ctrl_alt_del();
   // FlushMetrics. Firecracker answers 204 without metrics configured
   // (METRICS.write() reports "nothing written", not an error).
-  if (!config_.metrics) return {};
+  if (!config().metrics) return {};
   return backend_.flush_metrics();
 }
 
 Expected<void> Controller::start_instance() {
-  if (auto ok = config::validate(config_); !ok) return ok;
+  if (auto ok = config::validate(config()); !ok) return ok;
   LOG_INFO("API: starting the microVM");
-  if (auto ok = backend_.start(config_); !ok) return ok;
+  if (auto ok = backend_.start(config()); !ok) return ok;
   state_.store(VmState::kRunning);
   return {};
 }
@@ -490,7 +439,7 @@ Expected<void> Controller::put_boot_source(const std::string& body) {
       return invalid("Boot source error: The kernel command line is invalid: " + *problem);
     }
   }
-  config_.boot_source = std::move(*boot);
+  resources_.update([&](config::VmConfig& c) { c.boot_source = std::move(*boot); });
   return {};
 }
 
@@ -498,7 +447,7 @@ Expected<void> Controller::put_machine_config(const std::string& body, bool patc
   auto doc = parse_body(body);
   if (!doc) return tl::unexpected(doc.error());
   const json& j = doc->root();
-  auto machine = parse_machine_config(j, "", patch ? &config_.machine_config : nullptr, &*doc);
+  auto machine = parse_machine_config(j, "", patch ? &config().machine_config : nullptr, &*doc);
   if (!machine) return body_error(machine.error());
   // Firecracker: a PATCH that changes nothing is an "Empty PATCH request.".
   if (patch && std::none_of(j.begin(), j.end(), [](const json& v) { return !v.is_null(); })) {
@@ -516,10 +465,10 @@ Expected<void> Controller::put_machine_config(const std::string& body, bool patc
   // virtio_mmio_cmdline is hvz's --virtio-mmio-cmdline: a PUT that does not
   // name it leaves it alone rather than resetting it.
   if (!patch && !j.contains("virtio_mmio_cmdline")) {
-    machine->virtio_mmio_cmdline = config_.machine_config.virtio_mmio_cmdline;
+    machine->virtio_mmio_cmdline = config().machine_config.virtio_mmio_cmdline;
   }
   if (auto ok = check_machine_config(*machine); !ok) return ok;
-  config_.machine_config = *machine;
+  resources_.update([&](config::VmConfig& c) { c.machine_config = *machine; });
   return {};
 }
 
@@ -531,7 +480,7 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   if (auto ok = check_id_match(id, drive->drive_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
 
-  auto& drives = config_.drives;
+  const auto& drives = config().drives;
   const auto same = std::find_if(drives.begin(), drives.end(),
                                  [&](const config::Drive& d) { return d.drive_id == id; });
   const auto root = std::find_if(drives.begin(), drives.end(),
@@ -567,7 +516,7 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   if (auto ok = validate_part(probe); !ok) {
     return make_error(ok.error().code(), "Drive config error: " + ok.error().message());
   }
-  drives = std::move(next);
+  resources_.update([&](config::VmConfig& c) { c.drives = std::move(next); });
   return {};
 }
 
@@ -578,9 +527,10 @@ Expected<void> Controller::patch_drive(const std::string& id, const std::string&
   if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->drive_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
-  const auto it = std::find_if(config_.drives.begin(), config_.drives.end(),
+  const auto it = std::find_if(config().drives.begin(), config().drives.end(),
                                [&](const config::Drive& d) { return d.drive_id == id; });
-  if (it == config_.drives.end()) return invalid("Invalid block device ID: no drive '" + id + "'.");
+  if (it == config().drives.end())
+    return invalid("Invalid block device ID: no drive '" + id + "'.");
   constexpr const char* kPatchFailed = "Drive config error: Unable to patch the block device: ";
   constexpr const char* kVerify = " Please verify the request arguments.";
   // Firecracker takes a PATCH with neither for a vhost-user drive's, which
@@ -596,12 +546,21 @@ Expected<void> Controller::patch_drive(const std::string& id, const std::string&
                      os_error(err) + " " + *update->path_on_host + kVerify);
     }
   }
-  if (auto ok = backend_.update_drive(id, update->path_on_host, update->rate_limiter); !ok) {
+  // Merged once: the device gets the complete limits, the configuration
+  // keeps them as Firecracker shows them (effective_limiter).
+  std::optional<config::RateLimiterConfig> limiter;
+  if (update->rate_limiter) {
+    limiter = config::merge_rate_limiter(it->rate_limiter, *update->rate_limiter);
+  }
+  if (auto ok = backend_.update_drive(id, update->path_on_host, limiter); !ok) {
     return make_error(ok.error().code(), kPatchFailed + ok.error().message() + kVerify);
   }
-  if (update->path_on_host) it->path_on_host = *update->path_on_host;
-  if (update->rate_limiter)
-    it->rate_limiter = merge_limiter(it->rate_limiter, *update->rate_limiter);
+  const auto index = static_cast<std::size_t>(it - config().drives.begin());
+  resources_.update([&](config::VmConfig& c) {
+    auto& drive = c.drives[index];
+    if (update->path_on_host) drive.path_on_host = *update->path_on_host;
+    if (limiter) drive.rate_limiter = effective_limiter(limiter);
+  });
   return {};
 }
 
@@ -614,7 +573,7 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (started()) return invalid(kNotSupportedPostBoot);
   constexpr const char* kNetwork = "Network config error: ";
 
-  std::vector<config::NetworkInterface> next = config_.network_interfaces;
+  std::vector<config::NetworkInterface> next = config().network_interfaces;
   const auto same = std::find_if(next.begin(), next.end(), [&](const config::NetworkInterface& n) {
     return n.iface_id == id;
   });
@@ -651,7 +610,7 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (auto ok = backend_.open_tap(iface->host_dev_name); !ok) {
     return make_error(ok.error().code(), kNetwork + ok.error().message());
   }
-  config_.network_interfaces = std::move(next);
+  resources_.update([&](config::VmConfig& c) { c.network_interfaces = std::move(next); });
   return {};
 }
 
@@ -662,23 +621,30 @@ Expected<void> Controller::patch_network_interface(const std::string& id, const 
   if (!update) return body_error(update.error());
   if (auto ok = check_id_match(id, update->iface_id); !ok) return ok;
   if (!started()) return invalid(kNotSupportedPreBoot);
-  const auto it = std::find_if(config_.network_interfaces.begin(), config_.network_interfaces.end(),
-                               [&](const config::NetworkInterface& n) { return n.iface_id == id; });
-  if (it == config_.network_interfaces.end()) {
+  const auto it =
+      std::find_if(config().network_interfaces.begin(), config().network_interfaces.end(),
+                   [&](const config::NetworkInterface& n) { return n.iface_id == id; });
+  if (it == config().network_interfaces.end()) {
     return invalid("Invalid network interface ID: no interface '" + id + "'.");
   }
-  if (auto ok =
-          backend_.update_network_interface(id, update->rx_rate_limiter, update->tx_rate_limiter);
-      !ok) {
+  // Merged once, as for drives.
+  std::optional<config::RateLimiterConfig> rx, tx;
+  if (update->rx_rate_limiter) {
+    rx = config::merge_rate_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
+  }
+  if (update->tx_rate_limiter) {
+    tx = config::merge_rate_limiter(it->tx_rate_limiter, *update->tx_rate_limiter);
+  }
+  if (auto ok = backend_.update_network_interface(id, rx, tx); !ok) {
     return make_error(ok.error().code(), "Network config error: Unable to update the net device: " +
                                              ok.error().message());
   }
-  if (update->rx_rate_limiter) {
-    it->rx_rate_limiter = merge_limiter(it->rx_rate_limiter, *update->rx_rate_limiter);
-  }
-  if (update->tx_rate_limiter) {
-    it->tx_rate_limiter = merge_limiter(it->tx_rate_limiter, *update->tx_rate_limiter);
-  }
+  const auto index = static_cast<std::size_t>(it - config().network_interfaces.begin());
+  resources_.update([&](config::VmConfig& c) {
+    auto& iface = c.network_interfaces[index];
+    if (rx) iface.rx_rate_limiter = effective_limiter(rx);
+    if (tx) iface.tx_rate_limiter = effective_limiter(tx);
+  });
   return {};
 }
 
@@ -708,7 +674,7 @@ Expected<void> Controller::put_logger(const std::string& body) {
   auto doc = parse_body(body);
   if (!doc) return tl::unexpected(doc.error());
   auto logger =
-      parse_logger(doc->root(), "", config_.logger.value_or(config::LoggerConfig{}), &*doc);
+      parse_logger(doc->root(), "", config().logger.value_or(config::LoggerConfig{}), &*doc);
   if (!logger) return body_error(logger.error());
   if (started()) return invalid(kNotSupportedPostBoot);
   // Firecracker updates its logger as often as asked (no "once" rule).
@@ -718,7 +684,7 @@ Expected<void> Controller::put_logger(const std::string& body) {
                           ? "Logger error: Failed to open target file: " + cause(ok.error())
                           : "Logger error: " + ok.error().message());
   }
-  config_.logger = std::move(*logger);
+  resources_.update([&](config::VmConfig& c) { c.logger = std::move(*logger); });
   return {};
 }
 
@@ -732,12 +698,12 @@ Expected<void> Controller::put_metrics(const std::string& body) {
       "Metrics error: Cannot initialize the metrics system due to bad user input: ";
   // Firecracker's metrics are initialised once (by --metrics-path, the
   // config file or this call); a failed attempt does not count.
-  if (config_.metrics)
+  if (config().metrics)
     return invalid(std::string(kMetrics) + "Reinitialization of metrics not allowed.");
   if (auto ok = backend_.configure_metrics(*m); !ok) {
     return make_error(ok.error().code(), kMetrics + cause(ok.error()));
   }
-  config_.metrics = std::move(*m);
+  resources_.update([&](config::VmConfig& c) { c.metrics = std::move(*m); });
   return {};
 }
 
@@ -747,7 +713,7 @@ Expected<void> Controller::put_serial(const std::string& body) {
   auto serial = parse_serial(doc->root(), "", &*doc);
   if (!serial) return body_error(serial.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  config_.serial = std::move(*serial);
+  resources_.update([&](config::VmConfig& c) { c.serial = std::move(*serial); });
   return {};
 }
 
@@ -757,7 +723,7 @@ Expected<void> Controller::put_entropy(const std::string& body) {
   auto entropy = parse_entropy(doc->root(), "", &*doc);
   if (!entropy) return body_error(entropy.error());
   if (started()) return invalid(kNotSupportedPostBoot);
-  config_.entropy = std::move(*entropy);
+  resources_.update([&](config::VmConfig& c) { c.entropy = std::move(*entropy); });
   return {};
 }
 

@@ -1,18 +1,22 @@
 // Controller: Firecracker's API semantics — paths, methods, JSON bodies,
-// status codes, pre-/post-boot rules and the instance state — on top of a
-// VmConfig being built and a Backend that runs the VM. HTTP-free: it maps an
-// HttpRequest to an HttpResponse, so it is tested without sockets, and the
-// HttpServer calls handle() one request at a time.
+// status codes, pre-/post-boot rules and the instance state — on top of the
+// VM's one configuration (vmm::VmResources, which the Controller checks
+// requests against and commits them to) and a Backend that runs the VM.
+// HTTP-free: it maps an HttpRequest to an HttpResponse, so it is tested
+// without sockets, and the HttpServer calls handle() one request at a time.
+// Its routes are one table (controller.cpp).
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "api/http_server.hpp"
 #include "vmm/config/vm_config.hpp"
+#include "vmm/vm_resources.hpp"
 
 namespace hvz::metrics {
 class Counter;
@@ -28,9 +32,10 @@ enum class VmState { kNotStarted, kRunning, kPaused };
 // Firecracker's spelling: "Not started", "Running", "Paused".
 const char* state_name(VmState state);
 
-// What the controller asks of the VMM. VmBackend (api/vm_backend.hpp) builds
-// and runs a real Vm; unit tests use their own. Errors become 400s with the
-// error's message as fault_message.
+// What the controller asks of the VMM. VmBackend (api/vm_backend.hpp) posts
+// each call as a VmmAction to the VMM thread, which owns the Vm; unit tests
+// use their own. Errors become 400s with the error's message as
+// fault_message.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -42,11 +47,14 @@ class Backend {
   // Ctrl-Alt-Del through the i8042.
   virtual Expected<void> send_ctrl_alt_del() = 0;
   // Post-boot PATCH /drives/{id}: a new backing file (the guest sees the new
-  // capacity) and/or new rate limits; unset fields stay as they are.
+  // capacity) and/or new rate limits, complete (the PATCH merged with the
+  // configuration: config::merge_rate_limiter); unset fields stay as they
+  // are.
   virtual Expected<void> update_drive(const std::string& drive_id,
                                       const std::optional<std::string>& path_on_host,
                                       const std::optional<config::RateLimiterConfig>& limiter) = 0;
-  // Post-boot PATCH /network-interfaces/{id}: new rate limits.
+  // Post-boot PATCH /network-interfaces/{id}: new rate limits, complete as
+  // above.
   virtual Expected<void> update_network_interface(
       const std::string& iface_id, const std::optional<config::RateLimiterConfig>& rx,
       const std::optional<config::RateLimiterConfig>& tx) = 0;
@@ -79,8 +87,11 @@ struct ControllerOptions {
 
 class Controller {
  public:
-  // `initial`: what --config-file gave (empty without one).
+  // With a configuration of its own; `initial`: what --config-file gave
+  // (empty without one).
   Controller(Backend& backend, ControllerOptions options, config::VmConfig initial = {});
+  // On the VMM side's configuration; the Controller is its only writer.
+  Controller(Backend& backend, ControllerOptions options, vmm::VmResources& resources);
 
   HttpResponse handle(const HttpRequest& request);
 
@@ -89,34 +100,31 @@ class Controller {
   VmState state() const { return state_.load(); }
   // The configuration being built (pre-boot) or the one running, with
   // post-boot updates; read it from the thread that calls handle().
-  const config::VmConfig& config() const { return config_; }
+  const config::VmConfig& config() const { return resources_.view(); }
 
-  // Route classes, each with a latency summary "<name>_us" in the metrics
-  // group "api_server" (beside the counter "errors_4xx").
-  enum class Route : std::size_t {
-    kGetRoot,
-    kGetVersion,
-    kGetMachineConfig,
-    kGetVmConfig,
-    kActions,
-    kPutBootSource,
-    kPutMachineConfig,
-    kPatchMachineConfig,
-    kPutDrive,
-    kPatchDrive,
-    kPutNetworkInterface,
-    kPatchNetworkInterface,
-    kPatchVm,
-    kPutLogger,
-    kPutMetrics,
-    kPutSerial,
-    kPutEntropy,
-    kOther,  // unknown paths, unsupported features
-    kCount,
-  };
+  // A route's place in the route table (controller.cpp, the one list of
+  // routes: method, path pattern, name, handler); kOther counts unknown
+  // paths and unsupported features. Each has a latency summary
+  // "<name>_us" in the metrics group "api_server" (beside the counter
+  // "errors_4xx").
+  static constexpr std::size_t kRouteCount = 17;  // checked against the table
+  enum class Route : std::size_t { kOther = kRouteCount, kCount };
   static const char* route_name(Route route);
 
  private:
+  struct RouteCall {
+    const std::string& id;  // the {id} of the path, or empty
+    const std::string& body;
+  };
+  struct RouteSpec {
+    const char* method;
+    const char* pattern;  // "/drives/{id}": {id} last, checked as a resource id
+    const char* name;
+    HttpResponse (*handler)(Controller& controller, const RouteCall& call);
+  };
+  static const RouteSpec kRoutes[];  // kRouteCount of them
+
+  Controller(Backend& backend, ControllerOptions options, std::unique_ptr<vmm::VmResources> own);
   HttpResponse dispatch(const HttpRequest& request, Route& route);
   Expected<void> put_actions(const std::string& body);
   Expected<void> start_instance();
@@ -136,7 +144,8 @@ class Controller {
 
   Backend& backend_;
   ControllerOptions options_;
-  config::VmConfig config_;
+  std::unique_ptr<vmm::VmResources> own_resources_;  // without a VMM side's
+  vmm::VmResources& resources_;
   std::atomic<VmState> state_{VmState::kNotStarted};
   std::array<metrics::Summary*, static_cast<std::size_t>(Route::kCount)> latency_{};
   metrics::Counter* errors_4xx_ = nullptr;

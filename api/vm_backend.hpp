@@ -1,7 +1,9 @@
-// VmBackend: the Controller's Backend on a real vmm::Vm. start() builds the
-// VM and starts its vCPUs on the calling (API or main) thread; the main
-// thread waits for it through started_fd() and then on the VM itself.
-// Also owns what PUT /logger and PUT /metrics configure.
+// VmBackend: the Controller's Backend for a real VM. It never touches the
+// Vm: each VM call is posted as a VmmAction through its ActionChannel to
+// the VMM thread (VmmLoop), which owns the Vm, and the answer awaited.
+// What touches no VM state stays on the calling (API) thread: PUT /logger,
+// PUT /metrics and FlushMetrics (the process's logger and metrics writer),
+// and the TAP check of PUT /network-interfaces.
 #pragma once
 
 #include <memory>
@@ -9,14 +11,13 @@
 
 #include "api/controller.hpp"
 #include "api/metrics_writer.hpp"
-#include "vmm/core/event_fd.hpp"
-#include "vmm/vm.hpp"
+#include "vmm/action_channel.hpp"
 
 namespace hvz::api {
 
 class VmBackend : public Backend {
  public:
-  static Expected<std::unique_ptr<VmBackend>> create(vmm::ConsoleIo io = {});
+  static Expected<std::unique_ptr<VmBackend>> create();
   ~VmBackend() override;
 
   Expected<void> start(const config::VmConfig& config) override;
@@ -36,20 +37,15 @@ class VmBackend : public Backend {
   // words (tap_error_message()).
   Expected<void> open_tap(const std::string& host_dev_name) override;
 
-  // Readable once start() has succeeded.
-  int started_fd() const { return started_.fd(); }
-  // The started VM, or null.
-  vmm::Vm* vm();
+  // The channel the VMM thread serves (VmmLoop).
+  vmm::ActionChannel& actions() { return *actions_; }
 
  private:
-  explicit VmBackend(vmm::ConsoleIo io, EventFd started) : io_(io), started_(std::move(started)) {}
-  Expected<vmm::Vm*> running_vm();
+  explicit VmBackend(std::unique_ptr<vmm::ActionChannel> actions) : actions_(std::move(actions)) {}
 
-  vmm::ConsoleIo io_;
-  EventFd started_;
+  std::unique_ptr<vmm::ActionChannel> actions_;
   std::mutex mutex_;
-  std::unique_ptr<vmm::Vm> vm_;
-  std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<MetricsWriter> metrics_;  // under mutex_
 };
 
 }  // namespace hvz::api

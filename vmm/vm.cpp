@@ -43,6 +43,8 @@ namespace {
 // at the top of the 32-bit space, inside the MMIO gap.
 constexpr std::uint64_t kKvmTssAddress = 0xfffbd000;
 constexpr std::uint64_t kKvmIdentityMapAddress = 0xfffbc000;
+// What pause() and resume() say once the guest has finished.
+constexpr const char* kFinished = "the microVM has stopped";
 // Images larger than this cannot fit any guest we build.
 constexpr std::uint64_t kMaxImageSize = 1ull << 32;
 
@@ -99,16 +101,6 @@ std::optional<virtio::TokenBucketParams> bucket_params(
   return virtio::TokenBucketParams{b->size, b->one_time_burst, b->refill_time_ms};
 }
 
-// Firecracker's PATCH semantics: a bucket given replaces the current one (a
-// zero size disables it), a bucket left out stays.
-config::RateLimiterConfig merge_limits(const std::optional<config::RateLimiterConfig>& current,
-                                       const config::RateLimiterConfig& patch) {
-  config::RateLimiterConfig merged = current.value_or(config::RateLimiterConfig{});
-  if (patch.bandwidth) merged.bandwidth = patch.bandwidth;
-  if (patch.ops) merged.ops = patch.ops;
-  return merged;
-}
-
 // A config rate limiter as a device's two token buckets.
 virtio::RateLimits rate_limits(const std::optional<config::RateLimiterConfig>& c) {
   if (!c) return {};
@@ -128,7 +120,11 @@ std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib) {
 }
 
 Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
-    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
+    : kvm_(std::move(kvm)),
+      vm_(std::move(vm)),
+      memory_(std::move(memory)),
+      slots_(x86_64::kVirtioMmioStart, x86_64::kVirtioMmioSize, x86_64::kVirtioGsiBase,
+             x86_64::kIoapicPins) {}
 
 Vm::~Vm() {
   {
@@ -247,16 +243,13 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
 }
 
 Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device) {
-  const std::size_t index = transports_.size();
-  const std::uint32_t gsi = x86_64::kVirtioGsiBase + static_cast<std::uint32_t>(index);
-  if (gsi >= x86_64::kIoapicPins) {
-    return make_error(Errc::kInvalidArgument, "too many virtio devices for the IOAPIC's pins");
-  }
+  auto slot = slots_.take();
+  if (!slot) return tl::unexpected(slot.error());
+  const auto [base, size, gsi] = *slot;
   auto irq = irq_line(vm_, gsi);
   if (!irq) return tl::unexpected(irq.error());
   auto transport = virtio::MmioTransport::create(std::move(device), memory_, *loop_, *irq);
   if (!transport) return tl::unexpected(transport.error());
-  const std::uint64_t base = x86_64::kVirtioMmioStart + index * x86_64::kVirtioMmioSize;
   const auto fds = (*transport)->queue_notify_fds();
   for (std::size_t q = 0; q < fds.size(); ++q) {
     // The guest's queue notifications signal the device without an exit.
@@ -264,9 +257,9 @@ Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> devic
       return r;
     }
   }
-  if (auto r = mmio_->insert(*transport, base, x86_64::kVirtioMmioSize); !r) return r;
+  if (auto r = mmio_->insert(*transport, base, size); !r) return r;
   transports_.push_back(std::move(*transport));
-  virtio_info_.push_back({base, x86_64::kVirtioMmioSize, gsi});
+  virtio_info_.push_back({base, size, gsi});
   return {};
 }
 
@@ -302,7 +295,7 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
                         dev.error().sys_errno());
     }
     std::shared_ptr<virtio::block::BlockDevice> block(std::move(*dev));
-    drives_[d->drive_id] = {block, *d};
+    drives_[d->drive_id] = block;
     auto r = add_virtio_device(std::move(block));
     if (!r) return r;
   }
@@ -317,7 +310,7 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
     auto net = std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac, n.iface_id,
                                                         rate_limits(n.rx_rate_limiter),
                                                         rate_limits(n.tx_rate_limiter));
-    nets_[n.iface_id] = {net, n};
+    nets_[n.iface_id] = net;
     auto r = add_virtio_device(std::move(net));
     if (!r) return r;
   }
@@ -461,20 +454,24 @@ int Vm::stop_event_fd() const {
   return control_->event_fd();
 }
 
-void Vm::pause() {
+Expected<void> Vm::pause() {
   std::lock_guard lock(pause_mutex_);
-  if (!started_.load() || paused_ || finished_) return;
+  if (finished_ || control_->stopping()) return make_error(Errc::kInvalidArgument, kFinished);
+  if (!started_.load() || paused_) return {};
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
   paused_ = true;
+  return {};
 }
 
-void Vm::resume() {
+Expected<void> Vm::resume() {
   std::lock_guard lock(pause_mutex_);
-  if (!paused_ || finished_) return;
+  if (finished_ || control_->stopping()) return make_error(Errc::kInvalidArgument, kFinished);
+  if (!paused_) return {};
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
   paused_ = false;
+  return {};
 }
 
 void Vm::dump_state() {
@@ -498,54 +495,38 @@ Expected<void> Vm::send_ctrl_alt_del() {
   return i8042_->trigger_ctrl_alt_del();
 }
 
-Expected<void> Vm::update_drive(const std::string& drive_id,
-                                const std::optional<std::string>& path_on_host,
-                                const std::optional<config::RateLimiterConfig>& limiter) {
-  std::lock_guard lock(update_mutex_);
-  auto it = drives_.find(drive_id);
+Expected<void> Vm::update_drive(const UpdateDrive& update, bool read_only) {
+  const auto it = drives_.find(update.drive_id);
   if (it == drives_.end()) {
-    return make_error(Errc::kInvalidArgument, "no drive with drive_id '" + drive_id + "'");
+    return make_error(Errc::kInvalidArgument, "no drive with drive_id '" + update.drive_id + "'");
   }
-  auto& [device, drive] = it->second;
-  if (path_on_host) {
-    auto disk = virtio::block::DiskImage::open(*path_on_host, drive.is_read_only);
+  const auto& device = it->second;
+  if (update.path_on_host) {
+    const std::string& path = *update.path_on_host;
+    auto disk = virtio::block::DiskImage::open(path, read_only);
     if (!disk) {
-      return make_error(
-          disk.error().code(),
-          "drive '" + drive_id + "' (" + *path_on_host + "): " + disk.error().message(),
-          disk.error().sys_errno());
+      return make_error(disk.error().code(),
+                        "drive '" + update.drive_id + "' (" + path + "): " + disk.error().message(),
+                        disk.error().sys_errno());
     }
     if (auto r = device->swap_disk(std::move(*disk)); !r) return r;
-    drive.path_on_host = *path_on_host;
   }
-  if (limiter) {
-    drive.rate_limiter = merge_limits(drive.rate_limiter, *limiter);
-    device->update_rate_limiter(bucket_params(drive.rate_limiter->bandwidth),
-                                bucket_params(drive.rate_limiter->ops));
+  if (update.rate_limiter) {
+    device->update_rate_limiter(bucket_params(update.rate_limiter->bandwidth),
+                                bucket_params(update.rate_limiter->ops));
   }
   return {};
 }
 
-Expected<void> Vm::update_network_interface(const std::string& iface_id,
-                                            const std::optional<config::RateLimiterConfig>& rx,
-                                            const std::optional<config::RateLimiterConfig>& tx) {
-  std::lock_guard lock(update_mutex_);
-  auto it = nets_.find(iface_id);
+Expected<void> Vm::update_network_interface(const UpdateNetworkInterface& update) {
+  const auto it = nets_.find(update.iface_id);
   if (it == nets_.end()) {
     return make_error(Errc::kInvalidArgument,
-                      "no network interface with iface_id '" + iface_id + "'");
+                      "no network interface with iface_id '" + update.iface_id + "'");
   }
-  auto& [device, iface] = it->second;
-  if (rx) {
-    iface.rx_rate_limiter = merge_limits(iface.rx_rate_limiter, *rx);
-    device->update_rx_rate_limiter({bucket_params(iface.rx_rate_limiter->bandwidth),
-                                    bucket_params(iface.rx_rate_limiter->ops)});
-  }
-  if (tx) {
-    iface.tx_rate_limiter = merge_limits(iface.tx_rate_limiter, *tx);
-    device->update_tx_rate_limiter({bucket_params(iface.tx_rate_limiter->bandwidth),
-                                    bucket_params(iface.tx_rate_limiter->ops)});
-  }
+  const auto& device = it->second;
+  if (update.rx_rate_limiter) device->update_rx_rate_limiter(rate_limits(update.rx_rate_limiter));
+  if (update.tx_rate_limiter) device->update_tx_rate_limiter(rate_limits(update.tx_rate_limiter));
   return {};
 }
 

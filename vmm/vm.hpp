@@ -2,7 +2,8 @@
 // irqchip and PIT, guest RAM around the MMIO gap, legacy devices on the PIO
 // bus, ACPI tables, the kernel and initrd loaded with their boot structures,
 // configured vCPUs — then runs it until the guest powers off, reboots or
-// crashes.
+// crashes. The VMM thread owns it (VmmLoop through VmRuntime); it keeps no
+// copy of the configuration: runtime updates come with complete values.
 #pragma once
 
 #include <atomic>
@@ -17,7 +18,9 @@
 #include "vmm/core/bus.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/kvm.hpp"
+#include "vmm/mmio_slots.hpp"
 #include "vmm/vm_control.hpp"
+#include "vmm/vm_runtime.hpp"
 #include "vmm/x86_64/acpi/tables.hpp"
 
 namespace hvz::devices {
@@ -55,47 +58,39 @@ struct ConsoleIo {
   std::uint64_t output_limit = kDefaultOutputLimit;
 };
 
-struct RunOutcome {
-  StopReason reason;
-  std::string detail;
-};
-
-class Vm {
+class Vm : public VmRuntime {
  public:
   static Expected<std::unique_ptr<Vm>> create(const config::VmConfig& config, ConsoleIo io = {});
-  ~Vm();
+  ~Vm() override;
 
   // Starts the vCPUs and blocks until the VM stops.
   Expected<RunOutcome> run();
   // run() in two steps: start() returns once the vCPUs run; wait() blocks
   // until the VM stops (the guest powers off or resets, or request_stop()).
-  Expected<void> start();
-  Expected<RunOutcome> wait();
+  Expected<void> start() override;
+  Expected<RunOutcome> wait() override;
   // Asks a started VM to stop; wait() then returns `reason`.
-  void request_stop(StopReason reason, std::string detail);
+  void request_stop(StopReason reason, std::string detail) override;
   // The fd that becomes readable once the VM is stopping (for poll()).
-  int stop_event_fd() const;
+  int stop_event_fd() const override;
 
-  // Thread-safe controls for a started VM (the API thread calls them).
-  // pause() returns once every vCPU is out of the guest and device
-  // callbacks are held; resume() continues where the guest was. Both do
-  // nothing once the VM has stopped (wait() returned or is returning).
-  void pause();
-  void resume();
+  // Controls for a started VM, from the VMM thread. pause() returns once
+  // every vCPU is out of the guest and device callbacks are held; resume()
+  // continues where the guest was. Both fail once the VM is stopping (its
+  // guest has finished, or wait() has stopped it).
+  Expected<void> pause() override;
+  Expected<void> resume() override;
   // Logs, for stall diagnosis, every vCPU's registers and run state (from
   // its own thread, see Vcpu::request_dump) and every virtio transport's
   // status. Any thread; returns at once.
-  void dump_state();
+  void dump_state() override;
   // Ctrl-Alt-Del through the i8042 (the guest usually reboots).
-  Expected<void> send_ctrl_alt_del();
-  // Runtime updates (the API's PATCH): a drive's backing file and/or rate
-  // limits, a network interface's rate limits. Unset fields stay.
-  Expected<void> update_drive(const std::string& drive_id,
-                              const std::optional<std::string>& path_on_host,
-                              const std::optional<config::RateLimiterConfig>& limiter);
-  Expected<void> update_network_interface(const std::string& iface_id,
-                                          const std::optional<config::RateLimiterConfig>& rx,
-                                          const std::optional<config::RateLimiterConfig>& tx);
+  Expected<void> send_ctrl_alt_del() override;
+  // Runtime updates (the API's PATCH), with complete values: a drive's
+  // backing file (opened read-only when `read_only`) and/or rate limits, a
+  // network interface's rate limits. Unset fields stay.
+  Expected<void> update_drive(const UpdateDrive& update, bool read_only) override;
+  Expected<void> update_network_interface(const UpdateNetworkInterface& update) override;
 
   const GuestMemory& memory() const { return memory_; }
 
@@ -135,22 +130,14 @@ class Vm {
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
+  // Where the next virtio-mmio device goes (window and GSI).
+  MmioSlots slots_;
   std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
   std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
-  // By id, for runtime updates (owned by their transports too).
-  // Filled while building the VM, then only read or updated under
-  // update_mutex_.
-  std::mutex update_mutex_;
-  struct DriveEntry {
-    std::shared_ptr<virtio::block::BlockDevice> device;
-    config::Drive config;
-  };
-  std::map<std::string, DriveEntry> drives_;
-  struct NetEntry {
-    std::shared_ptr<virtio::net::NetDevice> device;
-    config::NetworkInterface config;
-  };
-  std::map<std::string, NetEntry> nets_;
+  // By id, for runtime updates (owned by their transports too). Filled
+  // while building the VM; the VMM thread alone uses them afterwards.
+  std::map<std::string, std::shared_ptr<virtio::block::BlockDevice>> drives_;
+  std::map<std::string, std::shared_ptr<virtio::net::NetDevice>> nets_;
   std::atomic<bool> started_{false};
   // Serialises pause(), resume() and the stop in wait(): a pause can never
   // kick a vCPU thread that wait() is joining or has joined.

@@ -1,6 +1,7 @@
 // VmControl: how a running VM is asked to stop and why. vCPU threads and
-// devices call request_stop(); the main thread waits on event_fd(). The
-// first request wins: its reason decides hvz's exit status.
+// devices call request_stop(); the VMM thread waits on event_fd(). The
+// first request wins: its reason decides hvz's exit status. Also the
+// outcome of a run (RunOutcome).
 #pragma once
 
 #include <atomic>
@@ -17,6 +18,14 @@ enum class StopReason {
   kReset,       // guest reboot (i8042 or ACPI reset register)
   kGuestCrash,  // triple fault (KVM_EXIT_SHUTDOWN) or a failed vCPU entry
   kError,       // hvz itself failed
+  kSignal,      // a stop signal (SIGTERM, SIGINT, SIGHUP) reached hvz
+};
+
+// How a run ended; `signal` is the stop signal's number for kSignal.
+struct RunOutcome {
+  StopReason reason;
+  std::string detail;
+  int signal = 0;
 };
 
 class VmControl {

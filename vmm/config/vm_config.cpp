@@ -1,4 +1,5 @@
-// VmConfig validation (see vm_config.hpp).
+// VmConfig validation, the PATCH merge of rate limiters, ids, MACs (see
+// vm_config.hpp).
 #include "vmm/config/vm_config.hpp"
 
 #include <cstdio>
@@ -90,6 +91,14 @@ bool valid_id(const std::string& id) {
     if (!ok) return false;
   }
   return true;
+}
+
+RateLimiterConfig merge_rate_limiter(const std::optional<RateLimiterConfig>& current,
+                                     const RateLimiterConfig& update) {
+  RateLimiterConfig merged = current.value_or(RateLimiterConfig{});
+  if (update.bandwidth) merged.bandwidth = update.bandwidth;
+  if (update.ops) merged.ops = update.ops;
+  return merged;
 }
 
 std::string kernel_cmdline(const VmConfig& config) {

@@ -134,6 +134,15 @@ struct Console {
   bool operator==(const Console&) const = default;
 };
 
+// A PATCHed rate limiter (Firecracker's RateLimiterUpdate): each bucket
+// the update gives replaces the current one, a bucket it leaves out stays.
+// An empty bucket given (size or refill time 0) thus switches that bucket
+// off; the result is complete (what the device applies as a whole) but not
+// made effective (api's effective_limiter() drops buckets that limit
+// nothing).
+RateLimiterConfig merge_rate_limiter(const std::optional<RateLimiterConfig>& current,
+                                     const RateLimiterConfig& update);
+
 // "aa:bb:cc:dd:ee:ff" -> bytes; nullopt when malformed.
 std::optional<std::array<std::uint8_t, 6>> parse_mac(const std::string& text);
 std::string format_mac(const std::array<std::uint8_t, 6>& mac);
