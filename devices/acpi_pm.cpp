@@ -2,6 +2,7 @@
 #include "devices/acpi_pm.hpp"
 
 #include <algorithm>
+#include <string>
 
 namespace hvz::devices {
 namespace {
@@ -25,6 +26,17 @@ void AcpiPm::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
   } else if (offset == kReset) {
     if (v == reset_value_ && on_reset_) on_reset_();
   }
+}
+
+Expected<void> AcpiPm::restore(const AcpiPmState& state) {
+  if (state.s5_sleep_type > AcpiPmState::kMaxSleepType) {
+    return make_error(Errc::kInvalidArgument, "ACPI PM state: S5 sleep type " +
+                                                  std::to_string(state.s5_sleep_type) +
+                                                  " does not fit SLP_TYP");
+  }
+  s5_sleep_type_ = state.s5_sleep_type;
+  reset_value_ = state.reset_value;
+  return {};
 }
 
 }  // namespace hvz::devices

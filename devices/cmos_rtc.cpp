@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <utility>
 
 namespace hvz::devices {
@@ -14,7 +15,7 @@ namespace {
 
 // Keeps the civil-date arithmetic in range whatever the clock returns:
 // 1970-01-01 .. 9999-12-31 23:59:59.
-constexpr std::int64_t kMaxSeconds = 253402300799;
+constexpr std::int64_t kMaxSeconds = kMaxClockOffsetSeconds;
 
 std::int64_t system_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -68,7 +69,8 @@ void CmosRtc::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
   if (data.empty()) return;
   std::lock_guard lock(mutex_);
   if (offset == kIndexOffset) {
-    index_ = data[0] & kIndexMask;  // NMI masking is not ours to model
+    index_ = data[0] & kIndexMask;
+    nmi_disabled_ = (data[0] & ~kIndexMask) != 0;  // kept, but NMIs are not ours to mask
   } else if (offset == kDataOffset) {
     write_data(data[0]);
   }
@@ -100,7 +102,7 @@ std::uint8_t CmosRtc::read_data() {
     default:
       return ram_[index_];
   }
-  const CivilTime now = civil_time(clock_());
+  const CivilTime now = civil_time(this->now());
   switch (index_) {
     case kSeconds:
       return encode(now.second);
@@ -144,6 +146,44 @@ void CmosRtc::write_data(std::uint8_t value) {
       ram_[index_] = value;  // index_ < 128 by the mask
       return;
   }
+}
+
+std::int64_t CmosRtc::now() const {
+  // Clamping first keeps the sum in range whatever the clock returns;
+  // civil_time() clamps the result to the years it can show.
+  return std::clamp<std::int64_t>(clock_(), -kMaxSeconds, kMaxSeconds) + offset_seconds_;
+}
+
+CmosRtcState CmosRtc::save() const {
+  std::lock_guard lock(mutex_);
+  return CmosRtcState{
+      .index = index_,
+      .nmi_disabled = nmi_disabled_,
+      .ram = ram_,
+      .clock_offset_seconds = offset_seconds_,
+  };
+}
+
+Expected<void> CmosRtc::restore(const CmosRtcState& state) {
+  if (state.index > kIndexMask) {
+    return make_error(Errc::kInvalidArgument,
+                      "CMOS state: index " + std::to_string(state.index) + " beyond 127");
+  }
+  if (state.clock_offset_seconds > kMaxClockOffsetSeconds ||
+      state.clock_offset_seconds < -kMaxClockOffsetSeconds) {
+    return make_error(Errc::kInvalidArgument, "CMOS state: clock offset " +
+                                                  std::to_string(state.clock_offset_seconds) +
+                                                  " s out of range");
+  }
+  if (state.ram[kRegA] & kRegAUip) {
+    return make_error(Errc::kInvalidArgument, "CMOS state: register A has update-in-progress set");
+  }
+  std::lock_guard lock(mutex_);
+  index_ = state.index;
+  nmi_disabled_ = state.nmi_disabled;
+  ram_ = state.ram;
+  offset_seconds_ = state.clock_offset_seconds;
+  return {};
 }
 
 }  // namespace hvz::devices

@@ -12,6 +12,7 @@
 #include <span>
 
 #include "vmm/core/bus.hpp"
+#include "vmm/core/error.hpp"
 
 namespace hvz::devices {
 
@@ -42,7 +43,30 @@ inline constexpr std::uint8_t kRegBBinary = 0x04;          // DM: 1 = binary, 0 
 inline constexpr std::uint8_t kDefaultRegB = kRegB24Hour;  // BCD, 24-hour
 inline constexpr std::uint8_t kRegDValidRam = 0x80;        // VRT: battery good
 inline constexpr std::uint8_t kHourPm = 0x80;              // in 12-hour mode
+// Keeps the clock arithmetic in range: |clock_offset_seconds| may not
+// exceed 9999 years' worth of seconds.
+inline constexpr std::int64_t kMaxClockOffsetSeconds = 253402300799;
 }  // namespace cmos
+
+// The RTC's state as plain data. The clock registers are not stored: they
+// are computed on every read from the host clock plus clock_offset_seconds,
+// so a restored RTC keeps following wall-clock time (the time the VM spent
+// saved passes for the guest too, as on a machine whose RTC runs on its
+// battery while it is off).
+struct CmosRtcState {
+  static constexpr std::uint32_t kVersion = 1;
+
+  std::uint8_t index = 0;     // selected register, 0-127
+  bool nmi_disabled = false;  // bit 7 of the last index write (not modelled further)
+  // CMOS RAM, registers A (0x0a) and B (0x0b) included. The bytes at the
+  // clock and C/D indices are never read (those registers are computed).
+  std::array<std::uint8_t, cmos::kRamSize> ram{};
+  // Guest time = host time + this. 0 today (the guest cannot set the
+  // clock); kept so a later settable clock needs no new version.
+  std::int64_t clock_offset_seconds = 0;
+
+  bool operator==(const CmosRtcState&) const = default;
+};
 
 // Register semantics:
 // - Time registers read the clock now, in BCD or binary (register B DM bit)
@@ -66,16 +90,30 @@ class CmosRtc : public BusDevice {
   void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
   void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
+  using State = CmosRtcState;
+  // The state now; call while no vCPU can access the device.
+  State save() const;
+  // Replaces the state with `state` (untrusted: an index above 127, an
+  // offset beyond kMaxClockOffsetSeconds or register A with its
+  // update-in-progress bit set are refused with Errc::kInvalidArgument and
+  // nothing changes).
+  Expected<void> restore(const State& state);
+
  private:
   std::uint8_t read_data();
   void write_data(std::uint8_t value);
   // `value` in the guest's chosen encoding (BCD unless register B says binary).
   std::uint8_t encode(unsigned value) const;
 
+  // The guest's time now: clock_() + offset_seconds_, in Unix seconds.
+  std::int64_t now() const;
+
   Clock clock_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::uint8_t index_ = 0;
+  bool nmi_disabled_ = false;
   std::array<std::uint8_t, cmos::kRamSize> ram_{};
+  std::int64_t offset_seconds_ = 0;
 };
 
 }  // namespace hvz::devices

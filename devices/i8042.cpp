@@ -2,6 +2,7 @@
 #include "devices/i8042.hpp"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 namespace hvz::devices {
@@ -183,6 +184,53 @@ Expected<void> I8042::trigger_ctrl_alt_del() {
   for (int key = 0; key < 3; ++key) {
     if (auto r = kbd_interrupt(); !r) return r;
   }
+  return {};
+}
+
+I8042State I8042::save() const {
+  std::lock_guard lock(mutex_);
+  I8042State state{
+      .ctr = ctr_,
+      .output_port = output_port_,
+      .pending_command = pending_cmd_,
+      .last_write_command = last_write_command_,
+      .output_buffer = {},
+  };
+  state.output_buffer.reserve(len_);
+  for (std::size_t i = 0; i < len_; ++i) {
+    state.output_buffer.push_back(buffer_[(head_ + i) % kBufferSize]);
+  }
+  return state;
+}
+
+Expected<void> I8042::restore(const I8042State& state) {
+  if (state.output_buffer.size() > kBufferSize) {
+    return make_error(Errc::kInvalidArgument, "i8042 state: output buffer holds " +
+                                                  std::to_string(state.output_buffer.size()) +
+                                                  " bytes, more than " +
+                                                  std::to_string(kBufferSize));
+  }
+  switch (state.pending_command) {
+    case 0:
+    case kCmdWriteCtr:
+    case kCmdWriteOutputPort:
+    case kCmdWriteKbdBuffer:
+    case kCmdWriteAuxBuffer:
+    case kCmdWriteAux:
+      break;
+    default:
+      return make_error(Errc::kInvalidArgument, "i8042 state: pending command " +
+                                                    std::to_string(state.pending_command) +
+                                                    " takes no parameter");
+  }
+  std::lock_guard lock(mutex_);
+  ctr_ = state.ctr;
+  output_port_ = state.output_port;
+  pending_cmd_ = state.pending_command;
+  last_write_command_ = state.last_write_command;
+  head_ = 0;
+  len_ = state.output_buffer.size();
+  std::copy(state.output_buffer.begin(), state.output_buffer.end(), buffer_.begin());
   return {};
 }
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "vmm/core/bus.hpp"
 #include "vmm/core/error.hpp"
@@ -69,6 +70,25 @@ inline constexpr std::uint8_t kKbdAck = 0xfa;
 inline constexpr std::array<std::uint8_t, 4> kCtrlAltDel = {0x14, 0x11, 0xe0, 0x71};
 }  // namespace i8042
 
+// The controller's state as plain data: an I8042 rebuilt from it answers
+// every access as the one it came from (the status register follows from
+// these fields).
+struct I8042State {
+  static constexpr std::uint32_t kVersion = 1;
+
+  std::uint8_t ctr = i8042::kDefaultCtr;  // control register (command byte)
+  std::uint8_t output_port = 0x03;
+  // A command written to port 0x64 still waiting for its parameter on port
+  // 0x60 (one of 0x60, 0xd1-0xd4), or 0.
+  std::uint8_t pending_command = 0;
+  bool last_write_command = false;  // status bit 3
+  // The output buffer, next byte the guest reads first; at most
+  // i8042::kBufferSize bytes.
+  std::vector<std::uint8_t> output_buffer;
+
+  bool operator==(const I8042State&) const = default;
+};
+
 // Behaviour in brief (details in i8042.cpp):
 // - Accesses wider than one byte use data[0]; other read bytes are 0.
 // - The output buffer holds 16 bytes; reading port 0x60 pops one (0 when
@@ -96,6 +116,15 @@ class I8042 : public BusDevice {
   // returned but the keys stay queued. With the guest's keyboard interrupt
   // disabled (CTR bit 0) the bytes are queued without an interrupt.
   Expected<void> trigger_ctrl_alt_del();
+
+  using State = I8042State;
+  // The controller state now; call while no vCPU can access the device.
+  State save() const;
+  // Replaces the state with `state` (untrusted: an oversized buffer or a
+  // pending command that takes no parameter is refused with
+  // Errc::kInvalidArgument and nothing changes). Raises no interrupt: one
+  // pending at save time already reached the interrupt controller.
+  Expected<void> restore(const State& state);
 
  private:
   std::uint8_t status() const;

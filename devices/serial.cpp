@@ -2,6 +2,7 @@
 #include "devices/serial.hpp"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 namespace hvz::devices {
@@ -191,6 +192,54 @@ std::size_t Serial::input_space() const {
 void Serial::set_input_drained_callback(std::function<void()> callback) {
   std::lock_guard lock(mutex_);
   input_drained_ = std::move(callback);
+}
+
+SerialState Serial::save() const {
+  std::lock_guard lock(mutex_);
+  SerialState state{
+      .dll = dll_,
+      .dlm = dlm_,
+      .ier = ier_,
+      .lcr = lcr_,
+      .mcr = mcr_,
+      .scr = scr_,
+      .fifo_enabled = fifo_enabled_,
+      .thre_pending = thre_pending_,
+      .overrun = overrun_,
+      .rx_fifo = {},
+  };
+  state.rx_fifo.reserve(rx_len_);
+  for (std::size_t i = 0; i < rx_len_; ++i)
+    state.rx_fifo.push_back(rx_[(rx_head_ + i) % kFifoSize]);
+  return state;
+}
+
+Expected<void> Serial::restore(const SerialState& state) {
+  if (state.rx_fifo.size() > kFifoSize) {
+    return make_error(Errc::kInvalidArgument, "serial state: receive FIFO holds " +
+                                                  std::to_string(state.rx_fifo.size()) +
+                                                  " bytes, more than " + std::to_string(kFifoSize));
+  }
+  if ((state.ier & ~kIerMask) != 0) {
+    return make_error(Errc::kInvalidArgument, "serial state: IER has bits a 16550A lacks");
+  }
+  if ((state.mcr & ~kMcrMask) != 0) {
+    return make_error(Errc::kInvalidArgument, "serial state: MCR has bits a 16550A lacks");
+  }
+  std::lock_guard lock(mutex_);
+  dll_ = state.dll;
+  dlm_ = state.dlm;
+  ier_ = state.ier;
+  lcr_ = state.lcr;
+  mcr_ = state.mcr;
+  scr_ = state.scr;
+  fifo_enabled_ = state.fifo_enabled;
+  thre_pending_ = state.thre_pending;
+  overrun_ = state.overrun;
+  rx_head_ = 0;
+  rx_len_ = state.rx_fifo.size();
+  std::copy(state.rx_fifo.begin(), state.rx_fifo.end(), rx_.begin());
+  return {};
 }
 
 }  // namespace hvz::devices

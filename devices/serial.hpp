@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "vmm/core/bus.hpp"
 #include "vmm/core/error.hpp"
@@ -90,6 +91,28 @@ inline constexpr std::uint8_t kDefaultMcr = kMcrOut2;
 inline constexpr std::uint8_t kDefaultMsr = kMsrDcd | kMsrDsr | kMsrCts;
 }  // namespace uart
 
+// Everything a 16550A holds that the guest can observe, as plain data: a
+// Serial rebuilt from it answers every register access as the one it came
+// from. IIR, LSR and MSR are not stored: they follow from these fields (the
+// pending sources, the FIFO fill and overrun latch, MCR in loopback).
+struct SerialState {
+  static constexpr std::uint32_t kVersion = 1;
+
+  std::uint8_t dll = uart::kDefaultDll;
+  std::uint8_t dlm = uart::kDefaultDlm;
+  std::uint8_t ier = 0;  // only kIerMask bits
+  std::uint8_t lcr = uart::kDefaultLcr;
+  std::uint8_t mcr = uart::kDefaultMcr;  // only kMcrMask bits
+  std::uint8_t scr = 0;
+  bool fifo_enabled = false;  // FCR bit 0: IIR reports 0xc0
+  bool thre_pending = false;  // THRE interrupt latched, not yet acknowledged
+  bool overrun = false;       // LSR OE, not yet read
+  // The receive FIFO, oldest byte first; at most uart::kFifoSize bytes.
+  std::vector<std::uint8_t> rx_fifo;
+
+  bool operator==(const SerialState&) const = default;
+};
+
 // Register semantics worth knowing (see serial.cpp for the rest):
 // - Accesses wider than one byte use data[0] as the register; the other
 //   bytes of a read are filled with 0 and those of a write are ignored.
@@ -128,6 +151,17 @@ class Serial : public BusDevice {
   // call enqueue_input) each time the guest empties the receive FIFO: the
   // host input thread's cue to send more.
   void set_input_drained_callback(std::function<void()> callback);
+
+  using State = SerialState;
+  // The register state now. Call while no vCPU can access the device (the
+  // VM is paused) so that the state is one a guest access left behind.
+  State save() const;
+  // Replaces the register state with `state`, which may come from an
+  // untrusted snapshot: a FIFO longer than 64 bytes or bits a 16550A does
+  // not implement are refused (Errc::kInvalidArgument) and nothing changes.
+  // No interrupt is sent: an edge pending at save time was already
+  // delivered to the interrupt controller, whose state is restored apart.
+  Expected<void> restore(const State& state);
 
  private:
   std::uint8_t read_register(std::uint64_t offset, bool* drained);

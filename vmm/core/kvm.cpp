@@ -6,7 +6,10 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstddef>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 namespace hvz {
@@ -28,7 +31,29 @@ struct CountHeader {
 static_assert(sizeof(CountHeader) == 8);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CountHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CountHeader);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, CountHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, CountHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, CountHeader);
+// kvm_msr_list's header is one __u32 (C sizeof 4).
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, std::uint32_t);
+// kvm_xsave is 4 KiB in C; the C++ flex-array member makes it 4100 bytes.
+struct XsaveRegion {
+  std::uint32_t region[1024];
+};
+static_assert(sizeof(XsaveRegion) == 4096);
+constexpr std::size_t kLegacyXsaveSize = sizeof(XsaveRegion);
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveRegion);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveRegion);
+constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, XsaveRegion);
+// The structs passed whole keep their C sizes in C++ (the ioctl numbers
+// encode them); a header change that broke this would fail here, not with
+// EINVAL on a guest host.
+static_assert(sizeof(kvm_irqchip) == 520 && sizeof(kvm_pit_state2) == 112);
+static_assert(sizeof(kvm_clock_data) == 48 && sizeof(kvm_xcrs) == 392);
+static_assert(sizeof(kvm_debugregs) == 128 && sizeof(kvm_vcpu_events) == 64);
+static_assert(sizeof(kvm_lapic_state) == 1024 && sizeof(kvm_mp_state) == 4);
+// KVM answers E2BIG to KVM_GET/SET_MSRS with MAX_IO_MSRS (256) or more.
+constexpr std::size_t kMaxMsrsPerIoctl = 255;
 
 // A count header followed by its entries, in one 8-byte aligned buffer.
 template <typename Entry>
@@ -48,6 +73,20 @@ template <typename T>
 Expected<void> ioctl_in(int fd, unsigned long request, const T* arg, const char* name) {
   if (::ioctl(fd, request, arg) < 0) return sys_error(name);
   return {};
+}
+
+// One value-initialised T filled by a read ioctl.
+template <typename T>
+Expected<T> ioctl_out(int fd, unsigned long request, const char* name) {
+  T value{};
+  if (::ioctl(fd, request, &value) < 0) return sys_error(name);
+  return value;
+}
+
+std::string msr_message(const char* what, std::uint32_t index) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%s refused MSR %#x", what, static_cast<unsigned>(index));
+  return text;
 }
 
 }  // namespace
@@ -103,6 +142,53 @@ Expected<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
   }
   const std::size_t n = std::min<std::size_t>(buf.header()->count, kMaxCpuidEntries);
   return std::vector<kvm_cpuid_entry2>(buf.entries(), buf.entries() + n);
+}
+
+Expected<std::vector<std::uint32_t>> Kvm::msr_index_list() const {
+  // Ask with room for none: KVM answers E2BIG with the count filled in.
+  std::uint32_t count = 0;
+  if (::ioctl(fd_.get(), kGetMsrIndexList, &count) == 0) return std::vector<std::uint32_t>{};
+  if (errno != E2BIG) return sys_error("KVM_GET_MSR_INDEX_LIST");
+  std::vector<std::uint32_t> buf(std::size_t{count} + 1);
+  buf[0] = count;
+  if (::ioctl(fd_.get(), kGetMsrIndexList, buf.data()) < 0) {
+    return sys_error("KVM_GET_MSR_INDEX_LIST");
+  }
+  const std::size_t n = std::min<std::size_t>(buf[0], count);
+  return std::vector<std::uint32_t>(buf.begin() + 1,
+                                    buf.begin() + 1 + static_cast<std::ptrdiff_t>(n));
+}
+
+int VmFd::check_extension(int capability) const {
+  int r = ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, capability);
+  return r < 0 ? 0 : r;
+}
+
+Expected<kvm_irqchip> VmFd::irqchip(std::uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0) return sys_error("KVM_GET_IRQCHIP");
+  return chip;
+}
+
+Expected<void> VmFd::set_irqchip(const kvm_irqchip& chip) const {
+  return ioctl_in(fd_.get(), KVM_SET_IRQCHIP, &chip, "KVM_SET_IRQCHIP");
+}
+
+Expected<kvm_pit_state2> VmFd::pit2() const {
+  return ioctl_out<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2");
+}
+
+Expected<void> VmFd::set_pit2(const kvm_pit_state2& pit) const {
+  return ioctl_in(fd_.get(), KVM_SET_PIT2, &pit, "KVM_SET_PIT2");
+}
+
+Expected<kvm_clock_data> VmFd::clock() const {
+  return ioctl_out<kvm_clock_data>(fd_.get(), KVM_GET_CLOCK, "KVM_GET_CLOCK");
+}
+
+Expected<void> VmFd::set_clock(const kvm_clock_data& clock) const {
+  return ioctl_in(fd_.get(), KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK");
 }
 
 Expected<void> VmFd::set_tss_address(std::uint64_t addr) const {
@@ -165,7 +251,10 @@ Expected<VcpuFd> VmFd::create_vcpu(std::uint32_t id) const {
   auto run =
       MmapRegion::of_fd(fd.get(), static_cast<std::size_t>(run_size_), PROT_READ | PROT_WRITE);
   if (!run) return tl::unexpected(run.error());
-  return VcpuFd(std::move(fd), std::move(*run));
+  // Asked per VM: the size can depend on the XSAVE features this process
+  // was granted for guests (AMX).
+  const int xsave2 = check_extension(KVM_CAP_XSAVE2);
+  return VcpuFd(std::move(fd), std::move(*run), xsave2 > 0 ? static_cast<std::size_t>(xsave2) : 0);
 }
 
 Expected<void> VcpuFd::run() const {
@@ -195,8 +284,37 @@ Expected<void> VcpuFd::set_sregs(const kvm_sregs& sregs) const {
   return {};
 }
 
+Expected<kvm_fpu> VcpuFd::fpu() const {
+  return ioctl_out<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU");
+}
+
 Expected<void> VcpuFd::set_fpu(const kvm_fpu& fpu) const {
   return ioctl_in(fd_.get(), KVM_SET_FPU, &fpu, "KVM_SET_FPU");
+}
+
+Expected<std::vector<kvm_cpuid_entry2>> VcpuFd::cpuid() const {
+  FlexBuffer<kvm_cpuid_entry2> buf(kMaxCpuidEntries);
+  buf.header()->count = kMaxCpuidEntries;
+  if (::ioctl(fd_.get(), kGetCpuid2, buf.header()) < 0) return sys_error("KVM_GET_CPUID2");
+  const std::size_t n = std::min<std::size_t>(buf.header()->count, kMaxCpuidEntries);
+  return std::vector<kvm_cpuid_entry2>(buf.entries(), buf.entries() + n);
+}
+
+Expected<std::size_t> VcpuFd::get_msrs(std::span<kvm_msr_entry> entries) const {
+  std::size_t done = 0;
+  while (done < entries.size()) {
+    const std::size_t n = std::min(entries.size() - done, kMaxMsrsPerIoctl);
+    FlexBuffer<kvm_msr_entry> buf(n);
+    buf.header()->count = static_cast<std::uint32_t>(n);
+    for (std::size_t i = 0; i < n; ++i) buf.entries()[i].index = entries[done + i].index;
+    const int got = ::ioctl(fd_.get(), kGetMsrs, buf.header());
+    if (got < 0) return sys_error("KVM_GET_MSRS");
+    const std::size_t read = std::min<std::size_t>(static_cast<std::size_t>(got), n);
+    for (std::size_t i = 0; i < read; ++i) entries[done + i].data = buf.entries()[i].data;
+    done += read;
+    if (read < n) break;  // entries[done] is the one KVM refused
+  }
+  return done;
 }
 
 Expected<void> VcpuFd::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) const {
@@ -208,19 +326,22 @@ Expected<void> VcpuFd::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) c
 
 Expected<void> VcpuFd::set_msrs(
     const std::vector<std::pair<std::uint32_t, std::uint64_t>>& msrs) const {
-  FlexBuffer<kvm_msr_entry> buf(msrs.size());
-  buf.header()->count = static_cast<std::uint32_t>(msrs.size());
-  for (std::size_t i = 0; i < msrs.size(); ++i) {
-    buf.entries()[i].index = msrs[i].first;
-    buf.entries()[i].data = msrs[i].second;
-  }
-  int n = ::ioctl(fd_.get(), kSetMsrs, buf.header());
-  if (n < 0) return sys_error("KVM_SET_MSRS");
-  if (static_cast<std::size_t>(n) != msrs.size()) {
-    char what[64];
-    std::snprintf(what, sizeof what, "KVM_SET_MSRS refused MSR %#x",
-                  static_cast<unsigned>(msrs[static_cast<std::size_t>(n)].first));
-    return make_error(Errc::kUnsupported, what);
+  for (std::size_t done = 0; done < msrs.size();) {
+    const std::size_t n = std::min(msrs.size() - done, kMaxMsrsPerIoctl);
+    FlexBuffer<kvm_msr_entry> buf(n);
+    buf.header()->count = static_cast<std::uint32_t>(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      buf.entries()[i].index = msrs[done + i].first;
+      buf.entries()[i].data = msrs[done + i].second;
+    }
+    const int set = ::ioctl(fd_.get(), kSetMsrs, buf.header());
+    if (set < 0) return sys_error("KVM_SET_MSRS");
+    if (static_cast<std::size_t>(set) < n) {
+      return make_error(
+          Errc::kUnsupported,
+          msr_message("KVM_SET_MSRS", msrs[done + static_cast<std::size_t>(set)].first));
+    }
+    done += n;
   }
   return {};
 }
@@ -241,10 +362,78 @@ Expected<kvm_mp_state> VcpuFd::mp_state() const {
   return m;
 }
 
+Expected<void> VcpuFd::set_mp_state(const kvm_mp_state& state) const {
+  return ioctl_in(fd_.get(), KVM_SET_MP_STATE, &state, "KVM_SET_MP_STATE");
+}
+
 Expected<kvm_vcpu_events> VcpuFd::events() const {
   kvm_vcpu_events e{};
   if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) return sys_error("KVM_GET_VCPU_EVENTS");
   return e;
+}
+
+Expected<void> VcpuFd::set_events(const kvm_vcpu_events& events) const {
+  return ioctl_in(fd_.get(), KVM_SET_VCPU_EVENTS, &events, "KVM_SET_VCPU_EVENTS");
+}
+
+Expected<kvm_xcrs> VcpuFd::xcrs() const {
+  return ioctl_out<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS");
+}
+
+Expected<void> VcpuFd::set_xcrs(const kvm_xcrs& xcrs) const {
+  return ioctl_in(fd_.get(), KVM_SET_XCRS, &xcrs, "KVM_SET_XCRS");
+}
+
+Expected<kvm_debugregs> VcpuFd::debugregs() const {
+  return ioctl_out<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+
+Expected<void> VcpuFd::set_debugregs(const kvm_debugregs& regs) const {
+  return ioctl_in(fd_.get(), KVM_SET_DEBUGREGS, &regs, "KVM_SET_DEBUGREGS");
+}
+
+std::size_t VcpuFd::xsave_size() const {
+  return std::max(xsave2_size_, kLegacyXsaveSize);
+}
+
+Expected<std::vector<std::uint32_t>> VcpuFd::xsave() const {
+  std::vector<std::uint32_t> area((xsave_size() + 3) / 4);
+  if (xsave2_size_ > 0) {
+    if (::ioctl(fd_.get(), kGetXsave2, area.data()) < 0) return sys_error("KVM_GET_XSAVE2");
+  } else if (::ioctl(fd_.get(), kGetXsave, area.data()) < 0) {
+    return sys_error("KVM_GET_XSAVE");
+  }
+  return area;
+}
+
+Expected<void> VcpuFd::set_xsave(std::span<const std::uint32_t> area) const {
+  // KVM reads xsave_size() bytes whatever we pass: never less than that.
+  std::vector<std::uint32_t> buf((xsave_size() + 3) / 4);
+  if (area.size() > buf.size()) {
+    return make_error(Errc::kInvalidArgument,
+                      "KVM_SET_XSAVE: area of " + std::to_string(area.size_bytes()) +
+                          " bytes, this host takes " + std::to_string(xsave_size()));
+  }
+  std::copy(area.begin(), area.end(), buf.begin());
+  return ioctl_in(fd_.get(), kSetXsave, buf.data(), "KVM_SET_XSAVE");
+}
+
+Expected<std::uint32_t> VcpuFd::tsc_khz() const {
+  const int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) return sys_error("KVM_GET_TSC_KHZ");
+  return static_cast<std::uint32_t>(khz);
+}
+
+Expected<void> VcpuFd::set_tsc_khz(std::uint32_t khz) const {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) {
+    return sys_error("KVM_SET_TSC_KHZ");
+  }
+  return {};
+}
+
+Expected<void> VcpuFd::kvmclock_ctrl() const {
+  if (::ioctl(fd_.get(), KVM_KVMCLOCK_CTRL, 0) < 0) return sys_error("KVM_KVMCLOCK_CTRL");
+  return {};
 }
 
 Expected<std::span<std::uint8_t>> VcpuFd::io_data() const {
