@@ -466,12 +466,14 @@ void Vm::pause() {
   if (!started_.load() || paused_ || finished_) return;
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
+  for (auto& t : transports_) t->quiesce();  // I/O workers idle, async I/O done
   paused_ = true;
 }
 
 void Vm::resume() {
   std::lock_guard lock(pause_mutex_);
   if (!paused_ || finished_) return;
+  for (auto& t : transports_) t->unquiesce();
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
   paused_ = false;
