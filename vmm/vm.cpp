@@ -314,9 +314,9 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
                             "): " + tap.error().message(),
                         tap.error().sys_errno());
     }
-    auto net = std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac, n.iface_id,
-                                                        rate_limits(n.rx_rate_limiter),
-                                                        rate_limits(n.tx_rate_limiter));
+    auto net = std::make_shared<virtio::net::NetDevice>(
+        std::move(*tap), n.guest_mac, n.iface_id, metrics::registry().group("net_" + n.iface_id),
+        rate_limits(n.rx_rate_limiter), rate_limits(n.tx_rate_limiter));
     nets_[n.iface_id] = {net, n};
     auto r = add_virtio_device(std::move(net));
     if (!r) return r;
@@ -369,12 +369,14 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
         break;
       }
     }
-    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(out, in));
+    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(
+        out, in, metrics::registry().group("console")));
     if (!r) return r;
   }
   if (config.entropy) {
     const virtio::RateLimits l = rate_limits(config.entropy->rate_limiter);
-    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(l.bandwidth, l.ops));
+    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(
+        metrics::registry().group("entropy"), l.bandwidth, l.ops));
     if (!r) return r;
   }
   return {};
