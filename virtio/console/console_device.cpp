@@ -97,7 +97,9 @@ void ConsoleDevice::quiesce() {
   a->pending.reset();
   a->pending_offset = 0;
   a->output_blocked = false;
-  sync_interest(*a);
+  // The output fd stays registered for writability: unregistering here,
+  // under the mutex, could wait for a callback waiting for it. Its next
+  // callback finds nothing pending and drops the registration itself.
 }
 
 void ConsoleDevice::unquiesce() {
