@@ -40,6 +40,12 @@ class MmioInterrupt : public Interrupt {
   void ack(std::uint32_t bits) { status_.fetch_and(~bits); }
   bool needs_reset() const { return needs_reset_.load(); }
   std::uint32_t config_generation() const { return config_generation_.load(); }
+  // Snapshot restore (nothing signals meanwhile: the device is inactive).
+  void restore(std::uint32_t status, bool needs_reset, std::uint32_t generation) {
+    status_.store(status & (kInterruptUsedBuffer | kInterruptConfigChange));
+    needs_reset_.store(needs_reset);
+    config_generation_.store(generation);
+  }
   // Driver reset: the device has stopped, forget pending interrupts. The
   // config generation stays monotonic across resets.
   void clear() {
@@ -157,6 +163,16 @@ void MmioTransport::shutdown() {
   activate_called_ = false;
   activated_ = false;
   shut_down_ = true;
+}
+
+void MmioTransport::quiesce() {
+  std::lock_guard lock(mutex_);
+  if (!shut_down_) device_->quiesce();
+}
+
+void MmioTransport::unquiesce() {
+  std::lock_guard lock(mutex_);
+  if (!shut_down_) device_->unquiesce();
 }
 
 std::uint32_t MmioTransport::status_locked() const {
@@ -496,6 +512,93 @@ void MmioTransport::reset() {
   driver_features_beyond_64_ = false;
   queue_sel_ = 0;
   interrupt_->clear();
+}
+
+MmioTransportState MmioTransport::save() const {
+  std::lock_guard lock(mutex_);
+  MmioTransportState s;
+  s.device_type = device_->device_type();
+  s.status = status_;
+  s.device_features_sel = device_features_sel_;
+  s.driver_features_sel = driver_features_sel_;
+  s.driver_features = driver_features_;
+  s.driver_features_beyond_64 = driver_features_beyond_64_;
+  s.queue_sel = queue_sel_;
+  s.interrupt_status = interrupt_->status();
+  s.needs_reset = interrupt_->needs_reset();
+  s.config_generation = interrupt_->config_generation();
+  s.activated = activated_;
+  for (const Queue& q : queues_) s.queues.push_back(q.save());
+  return s;
+}
+
+Expected<void> MmioTransport::restore(const MmioTransportState& state) {
+  std::lock_guard lock(mutex_);
+  if (shut_down_ || activate_called_ || status_ != 0) {
+    return make_error(Errc::kBusy, "virtio-mmio restore: the transport is in use");
+  }
+  auto r = restore_locked(state);
+  if (!r) reset();
+  return r;
+}
+
+Expected<void> MmioTransport::restore_locked(const MmioTransportState& state) {
+  auto invalid = [&](const std::string& what) {
+    return make_error(
+        Errc::kInvalidArgument,
+        "virtio-mmio(type " + std::to_string(device_->device_type()) + ") restore: " + what);
+  };
+  if (state.version != MmioTransportState::kVersion) {
+    return invalid("state version " + std::to_string(state.version) + " unknown");
+  }
+  if (state.device_type != device_->device_type()) {
+    return invalid("saved for device type " + std::to_string(state.device_type));
+  }
+  if (state.queues.size() != queues_.size()) {
+    return invalid(std::to_string(state.queues.size()) + " queues saved, the device has " +
+                   std::to_string(queues_.size()));
+  }
+  // The status is one of the driver's initialisation steps, perhaps with
+  // FAILED on top; NEEDS_RESET travels separately.
+  const std::uint32_t steps = state.status & ~kStatusFailed;
+  const bool step_ok = steps == 0 || std::find(std::begin(kInitSteps), std::end(kInitSteps),
+                                               steps) != std::end(kInitSteps);
+  if (!step_ok) return invalid("invalid status " + std::to_string(state.status));
+  status_ = state.status;
+  device_features_sel_ = state.device_features_sel;
+  driver_features_sel_ = state.driver_features_sel;
+  driver_features_ = state.driver_features;
+  driver_features_beyond_64_ = state.driver_features_beyond_64;
+  queue_sel_ = state.queue_sel;
+  if (has(status_, kStatusFeaturesOk) && !features_acceptable()) {
+    return invalid("driver features not acceptable with FEATURES_OK");
+  }
+  if (state.activated && (!has(status_, kInitSteps[3]) || state.needs_reset)) {
+    return invalid("activated without DRIVER_OK, or with NEEDS_RESET");
+  }
+  bool any_ready = false;
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    const bool active = state.activated && state.queues[i].ready;
+    any_ready = any_ready || state.queues[i].ready;
+    if (auto q = queues_[i].restore(state.queues[i], mem_, active); !q) {
+      return invalid("queue " + std::to_string(i) + ": " + q.error().message());
+    }
+  }
+  if (state.activated && !any_ready) return invalid("activated with no queue ready");
+  interrupt_->restore(state.interrupt_status, state.needs_reset, state.config_generation);
+  if (has(status_, kStatusFeaturesOk)) device_->ack_features(driver_features_);
+  if (!state.activated) return {};
+  std::vector<ActiveQueue> active;
+  active.reserve(queues_.size());
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    active.push_back(ActiveQueue{&queues_[i], notify_fds_[i].fd()});
+  }
+  activate_called_ = true;
+  if (auto a = device_->activate(mem_, std::move(active), interrupt_, loop_); !a) {
+    return invalid("activating the device: " + a.error().message());
+  }
+  activated_ = true;
+  return {};
 }
 
 void MmioTransport::warn_bad_access(const char* what, std::uint64_t offset, std::size_t size) {

@@ -80,6 +80,27 @@ inline constexpr std::uint64_t kConfig = 0x100;
 
 class MmioInterrupt;
 
+// The transport's whole state as data (snapshots): registers, negotiation,
+// interrupt state and every queue. The device's own state is separate (see
+// each device's save()); the transport's restore re-activates the device.
+struct MmioTransportState {
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint32_t version = kVersion;
+  std::uint32_t device_type = 0;
+  std::uint32_t status = 0;  // without NEEDS_RESET (see needs_reset)
+  std::uint32_t device_features_sel = 0;
+  std::uint32_t driver_features_sel = 0;
+  std::uint64_t driver_features = 0;
+  bool driver_features_beyond_64 = false;
+  std::uint32_t queue_sel = 0;
+  std::uint32_t interrupt_status = 0;
+  bool needs_reset = false;
+  std::uint32_t config_generation = 0;
+  bool activated = false;  // the device runs on the queues
+  std::vector<QueueState> queues;
+  bool operator==(const MmioTransportState&) const = default;
+};
+
 class MmioTransport : public BusDevice {
   struct PrivateTag {};
 
@@ -117,6 +138,21 @@ class MmioTransport : public BusDevice {
   // vCPUs are stopped and before the event loop and guest memory go; the
   // device then holds nothing of theirs.
   void shutdown();
+  // VM pause: the device's own threads stop touching guest memory and
+  // device state (VirtioDevice::quiesce); the VMM calls it once the vCPUs
+  // and the event loop are parked, and unquiesce() before resuming them.
+  void quiesce();
+  void unquiesce();
+
+  // Whole state; take it with the vCPUs parked and the device quiesced.
+  MmioTransportState save() const;
+  // Rebuilds the state of a transport nothing has touched yet (status 0)
+  // from `state` (untrusted: version, device type, queue count and sizes,
+  // status steps, features, queue layout via Queue::validate). The device
+  // is restored first by the caller (its inactive part); when the saved
+  // transport was activated, the device is activated again on the restored
+  // queues. On error the transport is back at its reset state.
+  Expected<void> restore(const MmioTransportState& state);
   const std::shared_ptr<VirtioDevice>& device() const { return device_; }
 
  private:
@@ -136,6 +172,7 @@ class MmioTransport : public BusDevice {
   bool features_acceptable() const;
   void activate();
   void reset();
+  Expected<void> restore_locked(const MmioTransportState& state);
   void warn_bad_access(const char* what, std::uint64_t offset, std::size_t size);
 
   const std::shared_ptr<VirtioDevice> device_;

@@ -180,6 +180,50 @@ void Queue::reset() {
   broken_ = false;
 }
 
+QueueState Queue::save() const {
+  QueueState s;
+  s.max_size = max_size_;
+  s.size = size_;
+  s.ready = ready_;
+  s.desc_table = desc_table_.value();
+  s.avail_ring = avail_ring_.value();
+  s.used_ring = used_ring_.value();
+  s.features = features_;
+  s.next_avail = next_avail_;
+  s.next_used = next_used_;
+  s.signalled_used = signalled_used_;
+  s.signalled_used_valid = signalled_used_valid_;
+  s.broken = broken_;
+  return s;
+}
+
+Expected<void> Queue::restore(const QueueState& state, const GuestMemory& mem, bool active) {
+  if (state.max_size != max_size_) {
+    return make_error(Errc::kInvalidArgument,
+                      "virtqueue restore: maximum size " + std::to_string(state.max_size) +
+                          " differs from the device's " + std::to_string(max_size_));
+  }
+  Queue q(max_size_);
+  q.size_ = state.size;
+  q.ready_ = state.ready;
+  q.desc_table_ = GuestAddress(state.desc_table);
+  q.avail_ring_ = GuestAddress(state.avail_ring);
+  q.used_ring_ = GuestAddress(state.used_ring);
+  q.features_ = state.features;  // only the ring bits matter
+  q.next_avail_ = state.next_avail;
+  q.next_used_ = state.next_used;
+  q.signalled_used_ = state.signalled_used;
+  q.signalled_used_valid_ = state.signalled_used_valid;
+  q.broken_ = state.broken;
+  if (active) {
+    if (!q.ready_)
+      return make_error(Errc::kInvalidArgument, "virtqueue restore: active but not ready");
+    if (auto r = q.validate(mem); !r) return r;
+  }
+  *this = q;
+  return {};
+}
+
 bool Queue::size_is_valid() const {
   return size_ != 0 && size_ <= max_size_ && (size_ & (size_ - 1)) == 0;
 }

@@ -45,6 +45,26 @@ struct DescriptorChain {
   std::uint64_t writable_bytes() const;
 };
 
+// A queue's whole state as data (snapshots): the layout registers the
+// driver wrote, the ring features negotiated, and the device's positions in
+// the rings (EVENT_IDX bookkeeping included). Plain values: a restore
+// treats them as untrusted.
+struct QueueState {
+  std::uint16_t max_size = 0;
+  std::uint16_t size = 0;
+  bool ready = false;
+  std::uint64_t desc_table = 0;
+  std::uint64_t avail_ring = 0;
+  std::uint64_t used_ring = 0;
+  std::uint64_t features = 0;  // EVENT_IDX, INDIRECT_DESC as negotiated
+  std::uint16_t next_avail = 0;
+  std::uint16_t next_used = 0;
+  std::uint16_t signalled_used = 0;  // EVENT_IDX: used idx at the last interrupt check
+  bool signalled_used_valid = false;
+  bool broken = false;  // a malformed ring was seen: unusable until reset
+  bool operator==(const QueueState&) const = default;
+};
+
 class Queue {
  public:
   explicit Queue(std::uint16_t max_size) : max_size_(max_size), size_(max_size) {}
@@ -93,6 +113,12 @@ class Queue {
 
   std::uint16_t next_avail() const { return next_avail_; }
   std::uint16_t next_used() const { return next_used_; }
+
+  QueueState save() const;
+  // Rebuilds the queue from `state` (untrusted): max_size must be this
+  // queue's; with `active` (the device was running on it) the queue must be
+  // ready and pass validate(mem). Nothing changes on error.
+  Expected<void> restore(const QueueState& state, const GuestMemory& mem, bool active);
 
  private:
   std::uint16_t max_size_;

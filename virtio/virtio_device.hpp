@@ -85,6 +85,16 @@ class VirtioDevice {
   // The driver reset the device: stop all queue work and forget the queues
   // before returning (the transport reuses them afterwards).
   virtual void reset() = 0;
+  // Quiesce (VM pause, before a snapshot): once quiesce() returns, no
+  // thread of the device reads or writes guest memory or device state until
+  // unquiesce(); requests already handed to the kernel are completed and
+  // their used entries written first, within a bounded time whatever the
+  // guest does. A request popped but not started goes back to the ring, so
+  // the queues' state is all there is. Devices that work only in EventLoop
+  // callbacks need nothing: the VMM parks its loop. Called by the VMM
+  // thread with the vCPUs parked; both are idempotent.
+  virtual void quiesce() {}
+  virtual void unquiesce() {}
 };
 
 }  // namespace hvz::virtio

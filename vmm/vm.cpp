@@ -307,9 +307,9 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
                             "): " + tap.error().message(),
                         tap.error().sys_errno());
     }
-    auto net = std::make_shared<virtio::net::NetDevice>(std::move(*tap), n.guest_mac, n.iface_id,
-                                                        rate_limits(n.rx_rate_limiter),
-                                                        rate_limits(n.tx_rate_limiter));
+    auto net = std::make_shared<virtio::net::NetDevice>(
+        std::move(*tap), n.guest_mac, n.iface_id, metrics::registry().group("net_" + n.iface_id),
+        rate_limits(n.rx_rate_limiter), rate_limits(n.tx_rate_limiter));
     nets_[n.iface_id] = net;
     auto r = add_virtio_device(std::move(net));
     if (!r) return r;
@@ -362,12 +362,14 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
         break;
       }
     }
-    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(out, in));
+    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(
+        out, in, metrics::registry().group("console")));
     if (!r) return r;
   }
   if (config.entropy) {
     const virtio::RateLimits l = rate_limits(config.entropy->rate_limiter);
-    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(l.bandwidth, l.ops));
+    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(
+        metrics::registry().group("entropy"), l.bandwidth, l.ops));
     if (!r) return r;
   }
   return {};
@@ -460,6 +462,7 @@ Expected<void> Vm::pause() {
   if (!started_.load() || paused_) return {};
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
+  for (auto& t : transports_) t->quiesce();  // I/O workers idle, async I/O done
   paused_ = true;
   return {};
 }
@@ -468,6 +471,7 @@ Expected<void> Vm::resume() {
   std::lock_guard lock(pause_mutex_);
   if (finished_ || control_->stopping()) return make_error(Errc::kInvalidArgument, kFinished);
   if (!paused_) return {};
+  for (auto& t : transports_) t->unquiesce();
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
   paused_ = false;

@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "virtio/block/uring.hpp"
+#include "vmm/core/iovec.hpp"
+#include "vmm/core/le.hpp"
 
 namespace hvz::virtio::block {
 namespace {
@@ -33,12 +35,6 @@ constexpr auto kMinThrottleWait = std::chrono::microseconds(100);
 // stop, swap and the ring's completions again (it wakes itself to go on).
 constexpr std::uint32_t kBatchRequests = 64;
 constexpr std::uint64_t kBatchBytes = 16ull << 20;
-
-template <typename T>
-void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T value) {
-  // x86_64 is little-endian, as the config space is.
-  std::memcpy(cfg.data() + offset, &value, sizeof value);
-}
 
 bool is_data(std::uint32_t type) {
   return type == kTypeIn || type == kTypeOut;
@@ -85,6 +81,7 @@ BlockDevice::BlockDevice(DiskImage disk, std::string drive_id, metrics::Group& m
     : engine_(options.io_engine),
       disk_(std::move(disk)),
       read_only_(disk_.read_only()),
+      drive_id_string_(drive_id),
       drive_id_(format_drive_id(drive_id)),
       counters_(metrics),
       limiter_(options.bandwidth, options.ops),
@@ -133,10 +130,7 @@ BlockDevice::~BlockDevice() {
 
 void BlockDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
   std::lock_guard lock(config_mu_);
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    // offset + i cannot wrap into range: compare without adding first.
-    data[i] = (offset < kConfigSize && i < kConfigSize - offset) ? config_[offset + i] : 0;
-  }
+  read_config_bytes(config_, offset, data);
 }
 
 std::uint64_t BlockDevice::capacity_sectors() const {
@@ -144,6 +138,45 @@ std::uint64_t BlockDevice::capacity_sectors() const {
   std::uint64_t v = 0;
   std::memcpy(&v, config_.data() + kConfigCapacity, sizeof v);
   return v;
+}
+
+BlockDeviceState BlockDevice::save() const {
+  std::lock_guard control(control_mu_);
+  BlockDeviceState s;
+  s.disk_path = disk_.path();
+  s.drive_id = drive_id_string_;
+  s.read_only = read_only_;
+  s.capacity_sectors = capacity_sectors();
+  s.acked_features = acked_;
+  {
+    std::lock_guard lock(config_mu_);
+    s.config = config_;
+  }
+  s.activated = active_;
+  return s;
+}
+
+Expected<void> BlockDevice::restore(const BlockDeviceState& state) {
+  std::lock_guard control(control_mu_);
+  auto invalid = [](const std::string& what) {
+    return make_error(Errc::kInvalidArgument, "virtio-blk restore: " + what);
+  };
+  if (state.version != BlockDeviceState::kVersion) {
+    return invalid("state version " + std::to_string(state.version) + " unknown");
+  }
+  if (active_) return make_error(Errc::kBusy, "virtio-blk restore: the device is active");
+  if (state.drive_id != drive_id_string_ || state.read_only != read_only_) {
+    return invalid("saved for another drive (id or read-only differ)");
+  }
+  {
+    std::lock_guard lock(config_mu_);
+    if (state.capacity_sectors != limits_.capacity_sectors || state.config != config_) {
+      return invalid("the disk's capacity or configuration differs from the saved one");
+    }
+  }
+  if ((state.acked_features & ~features_) != 0) return invalid("features never offered were acked");
+  acked_ = state.acked_features;
+  return {};
 }
 
 Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
@@ -155,9 +188,7 @@ Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQ
   }
   mem_ = &mem;
   queue_ = queues[0].queue;
-  notify_fd_ = queues[0].notify_fd;
   interrupt_ = std::move(interrupt);
-  loop_ = &loop;
   event_idx_ = (acked_ & kFeatureEventIdx) != 0;
   queue_->set_features(acked_);
   broken_ = false;
@@ -167,11 +198,12 @@ Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQ
   unsignalled_ = 0;
 
   // The callback captures only the shared wake-up and the fd number.
+  const int fd = queues[0].notify_fd;
   auto r =
-      loop.add(notify_fd_, EventLoop::kReadable, [wake = wake_, fd = notify_fd_](std::uint32_t) {
+      EventRegistration::add(loop, fd, EventLoop::kReadable, [wake = wake_, fd](std::uint32_t) {
         std::uint64_t n = 0;
-        // One read resets the eventfd counter; a failed read (nothing pending)
-        // still warrants a look at the ring.
+        // One read resets the eventfd counter; a failed read (nothing
+        // pending) still warrants a look at the ring.
         [[maybe_unused]] auto got = ::read(fd, &n, sizeof n);
         [[maybe_unused]] auto s = wake->signal();
       });
@@ -179,9 +211,9 @@ Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQ
     mem_ = nullptr;
     queue_ = nullptr;
     interrupt_.reset();
-    loop_ = nullptr;
-    return r;
+    return tl::unexpected(r.error());
   }
+  notify_ = std::move(*r);
   active_ = true;
   stop_.store(false);
   worker_ = std::thread([this] { worker_main(); });
@@ -193,10 +225,13 @@ Expected<void> BlockDevice::activate(const GuestMemory& mem, std::vector<ActiveQ
 void BlockDevice::reset() {
   std::lock_guard control(control_mu_);
   if (active_) {
-    if (auto r = loop_->remove(notify_fd_); !r) {
-      LOG_WARN("virtio-blk: removing queue notify fd: %s", r.error().message().c_str());
+    notify_.reset();  // waits out a running notify callback
+    {
+      // Under park_mu_: a parked I/O thread checks stop_ before sleeping.
+      std::lock_guard lock(park_mu_);
+      stop_.store(true);
     }
-    stop_.store(true);
+    park_cv_.notify_all();
     if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
     // The I/O thread returns once nothing is in flight: the kernel no
     // longer touches guest buffers the driver may reuse.
@@ -205,9 +240,7 @@ void BlockDevice::reset() {
   active_ = false;
   mem_ = nullptr;
   queue_ = nullptr;
-  notify_fd_ = -1;
   interrupt_.reset();
-  loop_ = nullptr;
   acked_ = 0;
   event_idx_ = false;
   broken_ = false;
@@ -226,6 +259,14 @@ Expected<void> BlockDevice::swap_disk(DiskImage disk) {
   }
   if (!active_) {
     install_disk(std::move(disk));
+    return {};
+  }
+  if (quiesced_) {
+    // The I/O thread is parked with nothing in flight: switch here.
+    install_disk(std::move(disk));
+    if (auto r = interrupt_->signal_config_change(); !r) {
+      LOG_WARN("virtio-blk: signalling the config change: %s", r.error().message().c_str());
+    }
     return {};
   }
   auto request = std::make_shared<SwapRequest>(std::move(disk));
@@ -280,11 +321,57 @@ void BlockDevice::run_swap() {
   swap_cv_.notify_all();
 }
 
+void BlockDevice::quiesce() {
+  std::lock_guard control(control_mu_);
+  if (quiesced_) return;
+  quiesced_ = true;
+  park_.store(true);
+  if (!active_) return;  // activate() starts the thread parked
+  if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
+  // Bounded: the thread ends its current request (Sync) or waits for the
+  // kernel's completions (Async), then parks; reset() cannot run meanwhile
+  // (control_mu_), so it does not exit instead.
+  std::unique_lock lock(park_mu_);
+  park_cv_.wait(lock, [&] { return parked_; });
+}
+
+void BlockDevice::unquiesce() {
+  std::lock_guard control(control_mu_);
+  if (!quiesced_) return;
+  quiesced_ = false;
+  {
+    std::lock_guard lock(park_mu_);
+    park_.store(false);
+  }
+  park_cv_.notify_all();
+}
+
+void BlockDevice::park() {
+  if (throttled_) {
+    // The last chain popped: back to the ring, so the queue's indices say
+    // everything (a snapshot holds no half-started request).
+    queue_->undo_pop();
+    throttled_.reset();
+    throttled_until_.reset();
+  }
+  flush_signal();
+  std::unique_lock lock(park_mu_);
+  parked_ = true;
+  park_cv_.notify_all();
+  park_cv_.wait(lock, [&] { return !park_.load() || stop_.load(); });
+  parked_ = false;
+  lock.unlock();
+  // Notifications that came meanwhile are on the wake-up eventfd; look at
+  // the ring once in any case.
+  if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
+}
+
 void BlockDevice::worker_main() {
   log::set_thread_name("virtio-blk");
   for (;;) {
     const bool stopping = stop_.load();
-    if (!stopping) {
+    const bool parking = park_.load();
+    if (!stopping && !parking) {
       run_swap();
       // While a swap waits for the requests in flight, start no new ones.
       if (!swap_pending()) process_queue();
@@ -306,6 +393,10 @@ void BlockDevice::worker_main() {
     }
     flush_signal();
     if (stopping && in_flight_ == 0) return;
+    if (parking && !stopping && in_flight_ == 0) {
+      park();
+      continue;
+    }
     wait_for_events();
     if (uring_) reap(stopping || stop_.load());
     flush_signal();
@@ -383,7 +474,7 @@ void BlockDevice::push_used(std::uint16_t head, std::uint32_t len) {
 void BlockDevice::process_queue() {
   std::uint32_t requests = 0;
   std::uint64_t bytes = 0;
-  while (!broken_ && !stop_.load()) {
+  while (!broken_ && !stop_.load() && !park_.load()) {
     if (requests >= kBatchRequests || bytes >= kBatchBytes) {
       // Budget spent: come back after the checks of worker_main().
       if (auto s = wake_->signal(); !s) LOG_WARN("virtio-blk: %s", s.error().message().c_str());
@@ -480,10 +571,7 @@ void BlockDevice::submit_async(Work& work) {
   s.type = req.type;
   s.status_addr = req.status_addr;
   s.data_len = req.data_len;
-  s.iov.clear();
-  for (const auto& b : work.prepared.data) {
-    if (!b.empty()) s.iov.push_back(iovec{b.data(), b.size()});
-  }
+  s.iov = to_iovecs(work.prepared.data);
   s.iov_index = 0;
   s.offset = offset;
   s.retries = 0;

@@ -42,9 +42,11 @@
 
 #include "virtio/block/disk_image.hpp"
 #include "virtio/block/request.hpp"
+#include "virtio/config_space.hpp"
 #include "virtio/rate_limiter.hpp"
 #include "virtio/virtio_device.hpp"
 #include "vmm/core/event_fd.hpp"
+#include "vmm/core/event_registration.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/core/metrics.hpp"
 
@@ -94,6 +96,23 @@ struct BlockOptions {
   std::optional<TokenBucketParams> ops;
 };
 
+// The device's own state as data (snapshots); its queue is in the
+// transport's state. Everything but `acked_features` and `activated` is
+// identity: a restore checks it against the device built from the same
+// drive configuration.
+struct BlockDeviceState {
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint32_t version = kVersion;
+  std::string disk_path;  // informational: the VMM reopens the disk by it
+  std::string drive_id;
+  bool read_only = false;
+  std::uint64_t capacity_sectors = 0;
+  std::uint64_t acked_features = 0;
+  std::array<std::uint8_t, kConfigSize> config{};
+  bool activated = false;
+  bool operator==(const BlockDeviceState&) const = default;
+};
+
 class BlockDevice : public VirtioDevice {
  public:
   // `drive_id` is what GET_ID returns (first 20 bytes, NUL padded);
@@ -122,6 +141,14 @@ class BlockDevice : public VirtioDevice {
   // Also run by the destructor, so the EventLoop must outlive an active
   // device.
   void reset() override;
+  // Parks the I/O thread: it starts no new request, waits for the io_uring
+  // requests in flight (their used entries are written), puts a throttled
+  // request back into the ring, signals what it completed and sleeps until
+  // unquiesce(). Queue notifications meanwhile only count on the wake-up
+  // eventfd. While quiesced, activate() starts the thread parked and
+  // swap_disk() switches the image at once.
+  void quiesce() override;
+  void unquiesce() override;
 
   // Replaces the backing image (Firecracker's PATCH /drives path_on_host).
   // While the device is active, waits until no request is in flight, then
@@ -135,6 +162,14 @@ class BlockDevice : public VirtioDevice {
   // Any thread.
   void update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
                            std::optional<TokenBucketParams> ops);
+
+  // Whole state; take it while inactive or quiesced.
+  BlockDeviceState save() const;
+  // Takes the negotiated features from `state` (untrusted: version,
+  // identity and features are checked) into an inactive device; the
+  // transport's restore then activates it if it was. Nothing changes on
+  // error.
+  Expected<void> restore(const BlockDeviceState& state);
 
   IoEngine io_engine() const { return engine_; }
   // The capacity the config space announces, in 512-byte sectors.
@@ -200,12 +235,15 @@ class BlockDevice : public VirtioDevice {
   bool swap_pending();
   void run_swap();
   void wait_for_events();
+  // Sleeps until unquiesce() or reset(); see quiesce().
+  void park();
   // I/O thread while active, else under control_mu_.
   void install_disk(DiskImage disk);
 
   const IoEngine engine_;
   DiskImage disk_;
   const bool read_only_;
+  const std::string drive_id_string_;
   std::array<std::byte, kDriveIdLen> drive_id_;
   std::uint64_t features_;
   std::uint64_t acked_ = 0;
@@ -218,17 +256,23 @@ class BlockDevice : public VirtioDevice {
   const std::unique_ptr<Uring> uring_;   // kAsync only
 
   // Serialises activate(), reset() and swap_disk().
-  std::mutex control_mu_;
+  mutable std::mutex control_mu_;
   // Set by activate(), cleared by reset(); used by the I/O thread in between.
   bool active_ = false;
   const GuestMemory* mem_ = nullptr;
   Queue* queue_ = nullptr;
-  int notify_fd_ = -1;
   std::shared_ptr<Interrupt> interrupt_;
-  EventLoop* loop_ = nullptr;
+  EventRegistration notify_;  // the queue's notify fd, while active
   bool event_idx_ = false;
   std::atomic<bool> stop_{false};
   std::thread worker_;
+  // quiesce() ran and unquiesce() not yet (under control_mu_); park_ is its
+  // copy the I/O thread reads between requests.
+  bool quiesced_ = false;
+  std::atomic<bool> park_{false};
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  bool parked_ = false;  // under park_mu_: the I/O thread sleeps in park()
 
   // I/O thread only.
   bool broken_ = false;  // the queue failed: stop processing until reset

@@ -14,6 +14,8 @@
 #include <climits>
 #include <vector>
 
+#include "vmm/core/iovec.hpp"
+
 namespace hvz::virtio::block {
 namespace {
 
@@ -22,15 +24,6 @@ constexpr std::size_t kMaxIov = IOV_MAX;
 // Hole punching is probed this far past the end of the file, where there is
 // no data to lose.
 constexpr std::uint64_t kProbeAlign = 4096;
-
-std::vector<iovec> to_iovecs(std::span<const std::span<std::byte>> bufs) {
-  std::vector<iovec> iov;
-  iov.reserve(bufs.size());
-  for (const auto& b : bufs) {
-    if (!b.empty()) iov.push_back(iovec{b.data(), b.size()});
-  }
-  return iov;
-}
 
 // Drops the first `n` transferred bytes from the iovec array starting at
 // `index`, advancing `index` past fully consumed entries.
@@ -101,7 +94,7 @@ Expected<DiskImage> DiskImage::open(const std::string& path, bool read_only) {
                                                   std::to_string(size) +
                                                   " bytes is not a multiple of 512");
   }
-  return DiskImage(std::move(fd), size, read_only, discard);
+  return DiskImage(path, std::move(fd), size, read_only, discard);
 }
 
 Expected<void> DiskImage::check_range(std::uint64_t offset, std::uint64_t len,

@@ -24,6 +24,8 @@ class DiskImage {
   // of 512 bytes.
   static Expected<DiskImage> open(const std::string& path, bool read_only);
 
+  // The path it was opened with (a snapshot names its disk by it).
+  const std::string& path() const { return path_; }
   std::uint64_t size() const { return size_; }
   std::uint64_t sectors() const { return size_ >> kSectorShift; }
   bool read_only() const { return read_only_; }
@@ -53,8 +55,10 @@ class DiskImage {
   int fd() const { return fd_.get(); }
 
  private:
-  DiskImage(UniqueFd fd, std::uint64_t size, bool read_only, bool discard_supported)
-      : fd_(std::move(fd)),
+  DiskImage(std::string path, UniqueFd fd, std::uint64_t size, bool read_only,
+            bool discard_supported)
+      : path_(std::move(path)),
+        fd_(std::move(fd)),
         size_(size),
         read_only_(read_only),
         discard_supported_(discard_supported) {}
@@ -62,6 +66,7 @@ class DiskImage {
   Expected<void> check_writable(const char* what) const;
   Expected<void> write_zero_buffer(std::uint64_t offset, std::uint64_t len);
 
+  std::string path_;
   UniqueFd fd_;
   std::uint64_t size_;
   bool read_only_;

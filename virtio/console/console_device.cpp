@@ -10,6 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
+#include <utility>
+
+#include "vmm/core/iovec.hpp"
+#include "vmm/core/le.hpp"
 
 namespace hvz::virtio::console {
 namespace {
@@ -23,23 +28,6 @@ constexpr std::size_t kMaxIov = IOV_MAX;
 constexpr std::uint32_t kTxBatchChains = 64;
 constexpr std::uint64_t kTxBatchBytes = 1ull << 20;
 
-template <typename T>
-void put_le(std::array<std::uint8_t, kConfigSize>& cfg, std::size_t offset, T value) {
-  // x86_64 is little-endian, as the config space is.
-  std::memcpy(cfg.data() + offset, &value, sizeof value);
-}
-
-std::vector<iovec> to_iovecs(const std::vector<std::span<std::byte>>& slices) {
-  std::vector<iovec> iov;
-  iov.reserve(std::min(slices.size(), kMaxIov));
-  for (const auto& s : slices) {
-    if (s.empty()) continue;
-    if (iov.size() == kMaxIov) break;
-    iov.push_back(iovec{s.data(), s.size()});
-  }
-  return iov;
-}
-
 // Empties a notify eventfd; nothing pending (EAGAIN) is fine.
 void drain_eventfd(int fd) {
   std::uint64_t n = 0;
@@ -48,11 +36,11 @@ void drain_eventfd(int fd) {
 
 }  // namespace
 
-ConsoleDevice::ConsoleDevice(int output_fd, int input_fd, WindowSize size)
+ConsoleDevice::ConsoleDevice(int output_fd, int input_fd, metrics::Group& metrics, WindowSize size)
     : output_fd_(output_fd),
       input_fd_(input_fd),
-      m_in_bytes_(metrics::registry().group("console").counter("in_bytes")),
-      m_out_bytes_(metrics::registry().group("console").counter("out_bytes")) {
+      m_in_bytes_(metrics.counter("in_bytes")),
+      m_out_bytes_(metrics.counter("out_bytes")) {
   put_le<std::uint16_t>(config_, kConfigCols, size.cols);
   put_le<std::uint16_t>(config_, kConfigRows, size.rows);
 }
@@ -62,15 +50,64 @@ ConsoleDevice::~ConsoleDevice() {
 }
 
 void ConsoleDevice::ack_features(std::uint64_t features) {
-  std::lock_guard lock(guard_->mu);
+  auto lock = life_.lock();
   acked_ = features & kFeatures;
 }
 
 void ConsoleDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    // offset + i cannot wrap into range: compare without adding first.
-    data[i] = (offset < kConfigSize && i < kConfigSize - offset) ? config_[offset + i] : 0;
+  read_config_bytes(config_, offset, data);
+}
+
+ConsoleDeviceState ConsoleDevice::save() const {
+  auto lock = life_.lock();
+  ConsoleDeviceState s;
+  s.acked_features = acked_;
+  s.config = config_;
+  s.activated = life_.active() != nullptr;
+  s.tx_resume_offset = resume_offset_;
+  return s;
+}
+
+Expected<void> ConsoleDevice::restore(const ConsoleDeviceState& state) {
+  auto lock = life_.lock();
+  auto invalid = [](const std::string& what) {
+    return make_error(Errc::kInvalidArgument, "virtio-console restore: " + what);
+  };
+  if (state.version != ConsoleDeviceState::kVersion) {
+    return invalid("state version " + std::to_string(state.version) + " unknown");
   }
+  if (life_.active() != nullptr) {
+    return make_error(Errc::kBusy, "virtio-console restore: the device is active");
+  }
+  if (state.config != config_) return invalid("the window size differs from the saved one");
+  if ((state.acked_features & ~kFeatures) != 0) return invalid("features never offered were acked");
+  acked_ = state.acked_features;
+  // Untrusted, but harmless: an offset past the chain's end writes nothing.
+  resume_offset_ = state.tx_resume_offset;
+  return {};
+}
+
+void ConsoleDevice::quiesce() {
+  auto lock = life_.lock();
+  Active* a = life_.active();
+  if (a == nullptr || !a->pending) return;
+  // The chain being written is the last one popped.
+  a->tx->undo_pop();
+  resume_offset_ = a->pending_offset;
+  a->pending.reset();
+  a->pending_offset = 0;
+  a->output_blocked = false;
+  // The output fd stays registered for writability: unregistering here,
+  // under the mutex, could wait for a callback waiting for it. Its next
+  // callback finds nothing pending and drops the registration itself.
+}
+
+void ConsoleDevice::unquiesce() {
+  auto lock = life_.lock();
+  const Active* a = life_.active();
+  if (a == nullptr || a->tx_notify_fd < 0) return;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto w = ::write(a->tx_notify_fd, &one, sizeof one);
 }
 
 ConsoleCounters ConsoleDevice::counters() const {
@@ -81,239 +118,190 @@ ConsoleCounters ConsoleDevice::counters() const {
 
 Expected<void> ConsoleDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
                                        std::shared_ptr<Interrupt> interrupt, EventLoop& loop) {
-  if (loop_ != nullptr) return make_error(Errc::kBusy, "virtio-console activate: already active");
   if (queues.size() != 2 || queues[kRxQueue].queue == nullptr ||
       queues[kTxQueue].queue == nullptr || !interrupt) {
     return make_error(Errc::kInvalidArgument, "virtio-console activate: needs exactly two queues");
   }
-  // A fresh guard per activation: a callback of an earlier activation still
-  // queued on the loop holds the old, inactive one.
-  const std::uint64_t acked = acked_;
-  guard_ = std::make_shared<Guard>();
-  std::shared_ptr<Guard> guard = guard_;
-  {
-    std::lock_guard lock(guard->mu);
-    acked_ = acked;
-    mem_ = &mem;
-    rx_ = queues[kRxQueue].queue;
-    tx_ = queues[kTxQueue].queue;
-    rx_notify_fd_ = queues[kRxQueue].queue->ready() ? queues[kRxQueue].notify_fd : -1;
-    tx_notify_fd_ = queues[kTxQueue].queue->ready() ? queues[kTxQueue].notify_fd : -1;
-    interrupt_ = std::move(interrupt);
-    loop_ = &loop;
-    event_idx_ = (acked_ & kFeatureEventIdx) != 0;
-    rx_->set_features(acked_);
-    tx_->set_features(acked_);
-    broken_ = false;
-    input_open_ = input_fd_ >= 0;
-    rx_starved_ = false;
-    output_is_socket_ = true;
-    pending_.reset();
-    pending_offset_ = 0;
-    output_blocked_ = false;
-    registered_.clear();
-  }
-
-  // Registered while the guard is inactive: a callback firing before the
-  // device is ready only drains its eventfd.
-  std::vector<int> added;
+  auto fresh = std::make_unique<Active>();
+  fresh->mem = &mem;
+  fresh->loop = &loop;
+  fresh->rx = queues[kRxQueue].queue;
+  fresh->tx = queues[kTxQueue].queue;
+  fresh->rx_notify_fd = queues[kRxQueue].queue->ready() ? queues[kRxQueue].notify_fd : -1;
+  fresh->tx_notify_fd = queues[kTxQueue].queue->ready() ? queues[kTxQueue].notify_fd : -1;
+  fresh->interrupt = std::move(interrupt);
+  fresh->input_open = input_fd_ >= 0;
   Expected<void> r{};
-  for (const auto& [fd, is_tx] :
-       {std::pair{tx_notify_fd_, true}, std::pair{rx_notify_fd_, false}}) {
-    if (fd < 0) continue;
-    r = loop.add(fd, EventLoop::kReadable, [this, guard, fd = fd, is_tx = is_tx](std::uint32_t) {
-      drain_eventfd(fd);
-      if (guard->stopping.load()) return;
-      std::lock_guard lock(guard->mu);
-      if (!guard->active) return;
-      if (is_tx) {
-        on_tx_notify();
-      } else {
-        on_rx_notify();
+  int tx_kick = -1;
+  {
+    // Registered under the mutex: a callback that fires at once waits for
+    // it (the loop's add() does not wait for callbacks).
+    auto lock = life_.lock();
+    fresh->event_idx = (acked_ & kFeatureEventIdx) != 0;
+    fresh->rx->set_features(acked_);
+    fresh->tx->set_features(acked_);
+    if (auto s = life_.start(std::move(fresh)); !s) return s;
+    Active& a = *life_.active();
+    for (const auto& [slot, fd, is_tx] : {std::tuple{&a.tx_notify, a.tx_notify_fd, true},
+                                          std::tuple{&a.rx_notify, a.rx_notify_fd, false}}) {
+      if (fd < 0) continue;
+      auto got = EventRegistration::add(
+          loop, fd, EventLoop::kReadable,
+          life_.callback([this, fd = fd, is_tx = is_tx](Active& x, std::uint32_t) {
+            drain_eventfd(fd);
+            if (is_tx) {
+              on_tx_notify(x);
+            } else {
+              on_rx_notify(x);
+            }
+          }));
+      if (!got) {
+        r = tl::unexpected(got.error());
+        break;
       }
-    });
-    if (!r) break;
-    added.push_back(fd);
+      *slot = std::move(*got);
+    }
+    if (r) {
+      sync_interest(a);
+      tx_kick = a.tx_notify_fd;
+    }
   }
   if (!r) {
-    for (int fd : added) (void)loop.remove(fd);
-    {
-      std::lock_guard lock(guard->mu);
-      loop_ = nullptr;  // nothing left registered for reset() to remove
-    }
-    reset();
+    life_.stop();
     return r;
-  }
-
-  {
-    std::lock_guard lock(guard->mu);
-    guard->active = true;
-    sync_interest();
   }
   // The driver may have queued output before notifying: look once, on the
   // loop thread, as if it had notified.
-  if (tx_notify_fd_ >= 0) {
+  if (tx_kick >= 0) {
     const std::uint64_t one = 1;
-    [[maybe_unused]] auto w = ::write(tx_notify_fd_, &one, sizeof one);
+    [[maybe_unused]] auto w = ::write(tx_kick, &one, sizeof one);
   }
   return {};
 }
 
 void ConsoleDevice::reset() {
-  std::vector<int> fds;
-  EventLoop* loop = nullptr;
-  {
-    // First, without the lock: a callback in the middle of a batch stops
-    // after its current chain instead of finishing the batch, and no new
-    // one takes the lock before us.
-    guard_->stopping.store(true);
-    std::lock_guard lock(guard_->mu);
-    guard_->active = false;
-    loop = loop_;
-    if (loop != nullptr) {
-      if (tx_notify_fd_ >= 0) fds.push_back(tx_notify_fd_);
-      if (rx_notify_fd_ >= 0) fds.push_back(rx_notify_fd_);
-      for (const auto& [fd, events] : registered_) fds.push_back(fd);
-    }
-    acked_ = 0;
-    mem_ = nullptr;
-    rx_ = nullptr;
-    tx_ = nullptr;
-    rx_notify_fd_ = -1;
-    tx_notify_fd_ = -1;
-    interrupt_.reset();
-    loop_ = nullptr;
-    event_idx_ = false;
-    broken_ = false;
-    input_open_ = false;
-    rx_starved_ = false;
-    pending_.reset();
-    pending_offset_ = 0;
-    output_blocked_ = false;
-    registered_.clear();
-  }
-  // Outside the guard: the loop's remove() waits for a running callback,
-  // which may itself be waiting for the guard.
-  for (int fd : fds) {
-    if (auto r = loop->remove(fd); !r) {
-      LOG_WARN("virtio-console: removing fd %d from the event loop: %s", fd,
-               r.error().message().c_str());
-    }
-  }
+  // A callback in the middle of a batch stops after its current chain;
+  // every registration goes with the active state (outside the mutex: the
+  // loop's remove() waits for a running callback, which may itself be
+  // waiting for the mutex).
+  life_.stop();
+  auto lock = life_.lock();
+  acked_ = 0;
+  resume_offset_ = 0;
 }
 
-void ConsoleDevice::on_tx_notify() {
-  process_tx();
-  sync_interest();
+void ConsoleDevice::on_tx_notify(Active& a) {
+  process_tx(a);
+  sync_interest(a);
 }
 
-void ConsoleDevice::on_rx_notify() {
+void ConsoleDevice::on_rx_notify(Active& a) {
   // New RX buffers: poll the input again (the readable callback fills them).
-  rx_starved_ = false;
-  sync_interest();
+  a.rx_starved = false;
+  sync_interest(a);
 }
 
-void ConsoleDevice::on_data_fd(int fd, std::uint32_t events) {
+void ConsoleDevice::on_data_fd(Active& a, int fd, std::uint32_t events) {
   // A pending chain implies a non-blocking output fd, so trying to write
   // it is harmless even when the loop reported only readability.
-  if (fd == output_fd_ && pending_) process_tx();
+  if (fd == output_fd_ && a.pending) process_tx(a);
   if (fd == input_fd_ && (events & EventLoop::kReadable) != 0 &&
-      (wanted_events(fd) & EventLoop::kReadable) != 0) {
-    receive_input();
+      (wanted_events(a, fd) & EventLoop::kReadable) != 0) {
+    receive_input(a);
   }
-  sync_interest();
+  sync_interest(a);
 }
 
-void ConsoleDevice::mark_broken(const char* what, const Error& err) {
-  if (broken_) return;
-  broken_ = true;
-  pending_.reset();
-  report_needs_reset(broken_log_, "virtio-console", what, err, *interrupt_);
+void ConsoleDevice::mark_broken(Active& a, const char* what, const Error& err) {
+  if (a.broken) return;
+  a.broken = true;
+  a.pending.reset();
+  report_needs_reset(broken_log_, "virtio-console", what, err, *a.interrupt);
 }
 
-bool ConsoleDevice::signal_if_needed(Queue& queue) {
-  auto needed = queue.needs_notification(*mem_);
+bool ConsoleDevice::signal_if_needed(Active& a, Queue& queue) {
+  auto needed = queue.needs_notification(*a.mem);
   if (!needed) {
-    mark_broken("reading the used event", needed.error());
+    mark_broken(a, "reading the used event", needed.error());
     return false;
   }
   if (*needed) {
-    if (auto r = interrupt_->signal_used_queue(); !r && io_log_.allow()) {
+    if (auto r = a.interrupt->signal_used_queue(); !r && io_log_.allow()) {
       LOG_WARN("virtio-console: signalling the used queue: %s", r.error().message().c_str());
     }
   }
   return true;
 }
 
-void ConsoleDevice::process_tx() {
-  if (broken_ || tx_ == nullptr || !tx_->ready()) return;
+void ConsoleDevice::process_tx(Active& a) {
+  if (a.broken || a.tx == nullptr || !a.tx->ready()) return;
   std::uint32_t completed = 0;
   std::uint64_t budget = kTxBatchBytes;
   for (;;) {
-    if (guard_->stopping.load()) break;  // reset() is waiting for us
+    if (life_.stopping()) break;  // reset() is waiting for us
     if (completed >= kTxBatchChains || budget == 0) {
       // Spent: come back through our own notify fd, after the loop's
       // other fds.
       const std::uint64_t one = 1;
-      [[maybe_unused]] auto w = ::write(tx_notify_fd_, &one, sizeof one);
+      [[maybe_unused]] auto w = ::write(a.tx_notify_fd, &one, sizeof one);
       break;
     }
-    if (pending_) {
-      if (flush_pending(budget) != Flush::kDone) break;  // blocked, spent or broken
+    if (a.pending) {
+      if (flush_pending(a, budget) != Flush::kDone) break;  // blocked, spent or broken
       ++completed;
       continue;
     }
-    auto popped = tx_->pop(*mem_);
+    auto popped = a.tx->pop(*a.mem);
     if (!popped) {
-      mark_broken("malformed transmit queue", popped.error());
+      mark_broken(a, "malformed transmit queue", popped.error());
       break;
     }
     if (!*popped) {
-      if (!event_idx_) break;
+      if (!a.event_idx) break;
       // Re-arm notifications, then look again: a chain published between
       // the empty pop and the avail_event write would otherwise be missed.
-      auto more = tx_->enable_notification(*mem_);
+      auto more = a.tx->enable_notification(*a.mem);
       if (!more) {
-        mark_broken("writing the transmit avail event", more.error());
+        mark_broken(a, "writing the transmit avail event", more.error());
         break;
       }
       if (*more) continue;
       break;
     }
-    pending_ = std::move(**popped);
-    pending_offset_ = 0;
+    a.pending = std::move(**popped);
+    a.pending_offset = std::exchange(resume_offset_, 0);
   }
-  if (completed > 0 && !broken_) signal_if_needed(*tx_);
+  if (completed > 0 && !a.broken) signal_if_needed(a, *a.tx);
 }
 
-ConsoleDevice::Flush ConsoleDevice::flush_pending(std::uint64_t& budget) {
-  const std::uint64_t total = pending_->readable_bytes();
-  output_blocked_ = false;
-  while (pending_offset_ < total) {
+ConsoleDevice::Flush ConsoleDevice::flush_pending(Active& a, std::uint64_t& budget) {
+  const std::uint64_t total = a.pending->readable_bytes();
+  a.output_blocked = false;
+  while (a.pending_offset < total) {
     if (budget == 0) return Flush::kBudgetSpent;
-    Reader reader(*mem_, *pending_);
-    if (pending_offset_ > 0) {
-      if (auto skip = reader.slices(pending_offset_); !skip) {
-        mark_broken("reading a transmit chain", skip.error());
+    Reader reader(*a.mem, *a.pending);
+    if (a.pending_offset > 0) {
+      if (auto skip = reader.slices(a.pending_offset); !skip) {
+        mark_broken(a, "reading a transmit chain", skip.error());
         return Flush::kBroken;
       }
     }
-    const std::uint64_t want = std::min(total - pending_offset_, budget);
+    const std::uint64_t want = std::min(total - a.pending_offset, budget);
     auto slices = reader.slices(want);
     if (!slices) {
-      mark_broken("reading a transmit chain", slices.error());
+      mark_broken(a, "reading a transmit chain", slices.error());
       return Flush::kBroken;
     }
-    std::vector<iovec> iov = to_iovecs(*slices);
+    std::vector<iovec> iov = to_iovecs(*slices, kMaxIov);
     ssize_t n = -1;
-    if (output_is_socket_) {
+    if (a.output_is_socket) {
       // MSG_NOSIGNAL: a closed peer is an error to log, not a SIGPIPE.
       msghdr msg{};
       msg.msg_iov = iov.data();
       msg.msg_iovlen = iov.size();
       n = ::sendmsg(output_fd_, &msg, MSG_NOSIGNAL);
       if (n < 0 && errno == ENOTSOCK) {
-        output_is_socket_ = false;
+        a.output_is_socket = false;
         continue;
       }
     } else {
@@ -321,7 +309,7 @@ ConsoleDevice::Flush ConsoleDevice::flush_pending(std::uint64_t& budget) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      output_blocked_ = true;  // polled for writability (wanted_events)
+      a.output_blocked = true;  // polled for writability (wanted_events)
       return Flush::kBlocked;
     }
     if (n <= 0) {
@@ -329,7 +317,7 @@ ConsoleDevice::Flush ConsoleDevice::flush_pending(std::uint64_t& budget) {
       // bytes, so they are counted and logged rather than stalling the
       // guest's console forever.
       const int err = n < 0 ? errno : EIO;
-      const std::uint64_t lost = total - pending_offset_;
+      const std::uint64_t lost = total - a.pending_offset;
       tx_dropped_.fetch_add(lost, std::memory_order_relaxed);
       if (io_log_.allow()) {
         LOG_WARN("virtio-console: writing guest output: %s; %llu bytes lost", std::strerror(err),
@@ -338,64 +326,64 @@ ConsoleDevice::Flush ConsoleDevice::flush_pending(std::uint64_t& budget) {
       break;
     }
     const auto wrote = static_cast<std::uint64_t>(n);
-    pending_offset_ += wrote;
+    a.pending_offset += wrote;
     budget -= std::min(budget, wrote);
     tx_bytes_.fetch_add(wrote, std::memory_order_relaxed);
     m_out_bytes_.add(wrote);
   }
-  const std::uint16_t head = pending_->head;
-  pending_.reset();
-  pending_offset_ = 0;
-  if (auto r = tx_->add_used(*mem_, head, 0); !r) {
-    mark_broken("adding to the transmit used ring", r.error());
+  const std::uint16_t head = a.pending->head;
+  a.pending.reset();
+  a.pending_offset = 0;
+  if (auto r = a.tx->add_used(*a.mem, head, 0); !r) {
+    mark_broken(a, "adding to the transmit used ring", r.error());
     return Flush::kBroken;
   }
   return Flush::kDone;
 }
 
-void ConsoleDevice::stop_input(const char* why) {
-  input_open_ = false;
+void ConsoleDevice::stop_input(Active& a, const char* why) {
+  a.input_open = false;
   LOG_INFO("virtio-console: input %s; no longer reading it", why);
 }
 
-void ConsoleDevice::receive_input() {
-  if (broken_ || rx_ == nullptr || !rx_->ready()) return;
+void ConsoleDevice::receive_input(Active& a) {
+  if (a.broken || a.rx == nullptr || !a.rx->ready()) return;
   // One read per readiness report: the input fd may be blocking, and the
   // loop is level-triggered, so remaining input reports readiness again.
   for (;;) {
-    auto popped = rx_->pop(*mem_);
+    auto popped = a.rx->pop(*a.mem);
     if (!popped) {
-      mark_broken("malformed receive queue", popped.error());
+      mark_broken(a, "malformed receive queue", popped.error());
       return;
     }
     if (!*popped) {
-      if (event_idx_) {
-        auto more = rx_->enable_notification(*mem_);
+      if (a.event_idx) {
+        auto more = a.rx->enable_notification(*a.mem);
         if (!more) {
-          mark_broken("writing the receive avail event", more.error());
+          mark_broken(a, "writing the receive avail event", more.error());
           return;
         }
         if (*more) continue;
       }
       // Stop polling the input until the driver posts buffers.
-      rx_starved_ = true;
+      a.rx_starved = true;
       return;
     }
     const DescriptorChain& chain = **popped;
-    Writer writer(*mem_, chain);
+    Writer writer(*a.mem, chain);
     auto slices = writer.slices(writer.remaining());
     if (!slices) {
-      mark_broken("writing a receive chain", slices.error());
+      mark_broken(a, "writing a receive chain", slices.error());
       return;
     }
-    std::vector<iovec> iov = to_iovecs(*slices);
+    std::vector<iovec> iov = to_iovecs(*slices, kMaxIov);
     if (iov.empty()) {
       // No writable byte: nothing can go there; hand it back empty.
-      if (auto r = rx_->add_used(*mem_, chain.head, 0); !r) {
-        mark_broken("adding to the receive used ring", r.error());
+      if (auto r = a.rx->add_used(*a.mem, chain.head, 0); !r) {
+        mark_broken(a, "adding to the receive used ring", r.error());
         return;
       }
-      if (!signal_if_needed(*rx_)) return;
+      if (!signal_if_needed(a, *a.rx)) return;
       continue;
     }
     ssize_t n;
@@ -404,71 +392,71 @@ void ConsoleDevice::receive_input() {
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       const int err = errno;
-      rx_->undo_pop();
+      a.rx->undo_pop();
       if (n == 0) {
-        stop_input("reached end of file");
+        stop_input(a, "reached end of file");
       } else if (err != EAGAIN && err != EWOULDBLOCK) {
         if (io_log_.allow()) {
           LOG_WARN("virtio-console: reading input: %s", std::strerror(err));
         }
-        stop_input("failed");
+        stop_input(a, "failed");
       }
       return;
     }
     rx_bytes_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     m_in_bytes_.add(static_cast<std::uint64_t>(n));
-    if (auto r = rx_->add_used(*mem_, chain.head, static_cast<std::uint32_t>(n)); !r) {
-      mark_broken("adding to the receive used ring", r.error());
+    if (auto r = a.rx->add_used(*a.mem, chain.head, static_cast<std::uint32_t>(n)); !r) {
+      mark_broken(a, "adding to the receive used ring", r.error());
       return;
     }
-    signal_if_needed(*rx_);
+    signal_if_needed(a, *a.rx);
     return;
   }
 }
 
-std::uint32_t ConsoleDevice::wanted_events(int fd) const {
+std::uint32_t ConsoleDevice::wanted_events(const Active& a, int fd) const {
   std::uint32_t events = 0;
-  if (broken_) return 0;
-  if (fd == input_fd_ && input_open_ && !rx_starved_ && rx_ != nullptr && rx_->ready()) {
+  if (a.broken) return 0;
+  if (fd == input_fd_ && a.input_open && !a.rx_starved && a.rx != nullptr && a.rx->ready()) {
     events |= EventLoop::kReadable;
   }
-  if (fd == output_fd_ && pending_ && output_blocked_) events |= EventLoop::kWritable;
+  if (fd == output_fd_ && a.pending && a.output_blocked) events |= EventLoop::kWritable;
   return events;
 }
 
-void ConsoleDevice::sync_interest() {
-  sync_fd(output_fd_);
-  if (input_fd_ != output_fd_) sync_fd(input_fd_);
+void ConsoleDevice::sync_interest(Active& a) {
+  sync_fd(a, output_fd_);
+  if (input_fd_ != output_fd_) sync_fd(a, input_fd_);
 }
 
-void ConsoleDevice::sync_fd(int fd) {
+void ConsoleDevice::sync_fd(Active& a, int fd) {
   if (fd < 0) return;
-  const std::uint32_t want = wanted_events(fd);
-  const auto it = registered_.find(fd);
-  const std::uint32_t have = it == registered_.end() ? 0 : it->second;
+  const std::uint32_t want = wanted_events(a, fd);
+  const auto it = a.data.find(fd);
+  const std::uint32_t have = it == a.data.end() ? 0 : it->second.second;
   if (want == have) return;
   Expected<void> r{};
   if (want == 0) {
-    r = loop_->remove(fd);
-    registered_.erase(fd);
+    a.data.erase(it);  // unregisters (from a callback: without waiting)
   } else if (have == 0) {
-    r = loop_->add(fd, want, [this, guard = guard_, fd](std::uint32_t events) {
-      if (guard->stopping.load()) return;
-      std::lock_guard lock(guard->mu);
-      if (!guard->active) return;
-      on_data_fd(fd, events);
-    });
-    if (r) registered_[fd] = want;
+    auto got = EventRegistration::add(
+        *a.loop, fd, want,
+        life_.callback([this, fd](Active& x, std::uint32_t events) { on_data_fd(x, fd, events); }));
+    if (got) {
+      a.data.emplace(fd, std::pair{std::move(*got), want});
+    } else {
+      r = tl::unexpected(got.error());
+    }
   } else {
-    r = loop_->modify(fd, want);
-    if (r) registered_[fd] = want;
+    r = it->second.first.modify(want);
+    if (r) it->second.second = want;
   }
   if (!r) {
     LOG_ERROR("virtio-console: polling fd %d: %s", fd, r.error().message().c_str());
     // An input that cannot be polled (e.g. a regular file, which epoll
     // refuses) would otherwise be retried on every event.
     if (fd == input_fd_ && (want & EventLoop::kReadable) != 0 && have == 0) {
-      stop_input("cannot be polled");
+      stop_input(a, "cannot be polled");
     }
   }
 }

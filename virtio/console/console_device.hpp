@@ -5,14 +5,15 @@
 // (host → guest).
 //
 // Threading: all queue work runs in EventLoop callbacks (TX notify fd, RX
-// notify fd, output fd writable, input fd readable), never on a vCPU. The
-// callbacks hold `this` and a shared Guard whose mutex serialises them
-// against ack_features(), activate() and reset() (vCPU threads); reset()
-// clears Guard::active under that mutex before it unregisters the fds, so a
+// notify fd, output fd writable, input fd readable), never on a vCPU. A
+// DeviceLifecycle holds what exists only while active (queues, interrupt,
+// registrations, flow-control state); its mutex serialises the callbacks
+// against ack_features(), activate() and reset() (vCPU threads), and a
 // callback racing with reset() or the destructor returns without touching
 // the device. A callback handles a bounded batch of output (chains and
 // bytes) and comes back through the TX notify fd for more; reset() raises
-// Guard::stopping first, so a running batch ends after its current chain.
+// the lifecycle's stopping flag first, so a running batch ends after its
+// current chain.
 //
 // Flow control: the input fd is polled only while the driver has RX buffers
 // (a driver that posts none does not make the loop spin) and until it reads
@@ -33,9 +34,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
+#include "virtio/config_space.hpp"
+#include "virtio/device_lifecycle.hpp"
 #include "virtio/virtio_device.hpp"
+#include "vmm/core/event_registration.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/core/metrics.hpp"
 
@@ -71,12 +76,27 @@ struct ConsoleCounters {
   std::uint64_t tx_dropped = 0;  // guest output lost to a failing output fd
 };
 
+// The device's own state as data (snapshots); its queues are in the
+// transport's state.
+struct ConsoleDeviceState {
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint32_t version = kVersion;
+  std::uint64_t acked_features = 0;
+  std::array<std::uint8_t, kConfigSize> config{};
+  bool activated = false;
+  // Bytes of the next transmit chain already written to the output (a
+  // chain interrupted by quiesce() went back to the ring).
+  std::uint64_t tx_resume_offset = 0;
+  bool operator==(const ConsoleDeviceState&) const = default;
+};
+
 class ConsoleDevice : public VirtioDevice {
  public:
   // `output_fd` receives the guest's output; `input_fd` (or -1 for none)
   // feeds the guest. Both may be the same fd (a connected socket). Neither
-  // is owned: they must outlive the device.
-  ConsoleDevice(int output_fd, int input_fd, WindowSize size = {});
+  // is owned: they must outlive the device. `metrics` (the creator's
+  // "console" group) receives in_bytes/out_bytes and must outlive it too.
+  ConsoleDevice(int output_fd, int input_fd, metrics::Group& metrics, WindowSize size = {});
   ~ConsoleDevice() override;
   ConsoleDevice(const ConsoleDevice&) = delete;
   ConsoleDevice& operator=(const ConsoleDevice&) = delete;
@@ -97,60 +117,73 @@ class ConsoleDevice : public VirtioDevice {
 
   ConsoleCounters counters() const;
 
+  // The device works on the event loop, which the VMM parks first; a
+  // transmit chain partly written (output blocked) goes back to the ring
+  // with its offset kept, so the queue's state is all there is.
+  // unquiesce() makes the device look at the transmit queue again.
+  void quiesce() override;
+  void unquiesce() override;
+
+  // Whole state; take it while inactive or quiesced (event loop parked).
+  ConsoleDeviceState save() const;
+  // Takes the negotiated features from `state` (untrusted: version, config
+  // and features are checked) into an inactive device; the transport's
+  // restore then activates it if it was.
+  Expected<void> restore(const ConsoleDeviceState& state);
+
   static constexpr std::uint64_t kFeatures = kFeatureVersion1 | kFeatureEventIdx | kFeatureSize;
 
  private:
-  struct Guard {
-    std::mutex mu;
-    bool active = false;
-    std::atomic<bool> stopping{false};  // reset() began: callbacks return at once
+  // What exists between activate() and reset().
+  struct Active {
+    const GuestMemory* mem = nullptr;
+    EventLoop* loop = nullptr;
+    Queue* rx = nullptr;
+    Queue* tx = nullptr;
+    int rx_notify_fd = -1;  // -1: the queue is not ready
+    int tx_notify_fd = -1;
+    std::shared_ptr<Interrupt> interrupt;
+    bool event_idx = false;
+    bool broken = false;
+    bool input_open = false;                 // an input fd that has not reached EOF/error
+    bool rx_starved = false;                 // no RX buffer: wait for an RX notify
+    bool output_is_socket = true;            // until sendmsg says ENOTSOCK
+    std::optional<DescriptorChain> pending;  // TX chain partly written
+    std::uint64_t pending_offset = 0;
+    bool output_blocked = false;  // the output said EAGAIN: wait for writability
+    EventRegistration tx_notify;
+    EventRegistration rx_notify;
+    // Data fds in the loop, with the events asked for.
+    std::map<int, std::pair<EventRegistration, std::uint32_t>> data;
   };
 
-  // Loop callbacks (Guard held, device active).
-  void on_tx_notify();
-  void on_rx_notify();
-  void on_data_fd(int fd, std::uint32_t events);
+  // Loop callbacks (lifecycle mutex held, device active).
+  void on_tx_notify(Active& a);
+  void on_rx_notify(Active& a);
+  void on_data_fd(Active& a, int fd, std::uint32_t events);
 
   // Handles at most a batch of output per call (see the .cpp).
-  void process_tx();
+  void process_tx(Active& a);
   enum class Flush { kDone, kBlocked, kBudgetSpent, kBroken };
   // Writes the pending chain's remaining bytes, at most `budget` of them
   // (deducted); kDone once the chain is returned to the driver.
-  Flush flush_pending(std::uint64_t& budget);
-  void receive_input();
+  Flush flush_pending(Active& a, std::uint64_t& budget);
+  void receive_input(Active& a);
   // Registers, modifies or unregisters the output and input fds so the loop
   // polls exactly what is wanted now.
-  void sync_interest();
-  void sync_fd(int fd);
-  std::uint32_t wanted_events(int fd) const;
-  bool signal_if_needed(Queue& queue);
-  void mark_broken(const char* what, const Error& err);
-  void stop_input(const char* why);
+  void sync_interest(Active& a);
+  void sync_fd(Active& a, int fd);
+  std::uint32_t wanted_events(const Active& a, int fd) const;
+  bool signal_if_needed(Active& a, Queue& queue);
+  void mark_broken(Active& a, const char* what, const Error& err);
+  void stop_input(Active& a, const char* why);
 
   const int output_fd_;
   const int input_fd_;
   std::array<std::uint8_t, kConfigSize> config_{};
 
-  std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
-  // Set by activate(), cleared by reset(); used by callbacks in between
-  // with guard_->mu held.
-  std::uint64_t acked_ = 0;
-  const GuestMemory* mem_ = nullptr;
-  Queue* rx_ = nullptr;
-  Queue* tx_ = nullptr;
-  int rx_notify_fd_ = -1;
-  int tx_notify_fd_ = -1;
-  std::shared_ptr<Interrupt> interrupt_;
-  EventLoop* loop_ = nullptr;
-  bool event_idx_ = false;
-  bool broken_ = false;
-  bool input_open_ = false;                 // an input fd that has not reached EOF/error
-  bool rx_starved_ = false;                 // no RX buffer: wait for an RX notify
-  bool output_is_socket_ = true;            // until sendmsg says ENOTSOCK
-  std::optional<DescriptorChain> pending_;  // TX chain partly written
-  std::uint64_t pending_offset_ = 0;
-  bool output_blocked_ = false;              // the output said EAGAIN: wait for writability
-  std::map<int, std::uint32_t> registered_;  // data fds in the loop: events
+  std::uint64_t acked_ = 0;          // under life_.lock()
+  std::uint64_t resume_offset_ = 0;  // for the next chain popped (see quiesce())
 
   std::atomic<std::uint64_t> tx_bytes_{0};
   std::atomic<std::uint64_t> rx_bytes_{0};
@@ -160,6 +193,8 @@ class ConsoleDevice : public VirtioDevice {
   log::RateLimit io_log_;
   // Survives resets: one line per activation would let a guest flood the log.
   log::RateLimit broken_log_{4};
+  // Last: destroyed first, while what the callbacks use still exists.
+  DeviceLifecycle<Active> life_;
 };
 
 }  // namespace hvz::virtio::console

@@ -115,7 +115,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   HostEnds ends = make_ends((cfg & 4) != 0, (cfg & 8) != 0);
   const int out_fd = ends.device_out.get();
   const int in_fd = ends.shared ? (ends.host_in ? out_fd : -1) : ends.device_in.get();
-  auto device = std::make_shared<ConsoleDevice>(out_fd, in_fd);
+  auto device =
+      std::make_shared<ConsoleDevice>(out_fd, in_fd, metrics::registry().group("console"));
   const GuestMemory& mem = small_memory(cfg & 3);
   fill_memory(mem, in.sized_bytes(kSmallMemoryEnd));
 

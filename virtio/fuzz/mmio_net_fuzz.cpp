@@ -96,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::optional<MacAddress> mac;
   if (cfg & 4) mac = MacAddress{0x06, 0x00, 0xac, 0x10, 0x00, 0x02};
   auto device = std::make_shared<NetDevice>(Tap::from_fd(UniqueFd(fds[0]), (cfg & 8) != 0), mac,
-                                            "fuzz", rx, tx);
+                                            "fuzz", metrics::registry().group("net_fuzz"), rx, tx);
   const GuestMemory& mem = small_memory(cfg & 3);
   fill_memory(mem, in.sized_bytes(kSmallMemoryEnd));
 

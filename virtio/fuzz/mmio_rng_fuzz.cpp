@@ -86,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   Source source;
   auto device = std::make_shared<RngDevice>(
-      bandwidth, ops, [&source](void* buf, std::size_t len) { return source(buf, len); });
+      metrics::registry().group("entropy"), bandwidth, ops,
+      [&source](void* buf, std::size_t len) { return source(buf, len); });
   const GuestMemory& mem = small_memory(cfg & 3);
   fill_memory(mem, in.sized_bytes(kSmallMemoryEnd));
 

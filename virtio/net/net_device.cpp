@@ -48,8 +48,8 @@ NetDevice::Registry::Registry(metrics::Group& g)
       rx_throttled(g.counter("rx_rate_limiter_throttled")),
       tx_throttled(g.counter("tx_rate_limiter_throttled")) {}
 
-NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id, RateLimits rx,
-                     RateLimits tx)
+NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id,
+                     metrics::Group& metrics, RateLimits rx, RateLimits tx)
     : tap_(std::move(tap)),
       iface_id_(std::move(iface_id)),
       rx_limiter_(rx.bandwidth, rx.ops),
@@ -57,7 +57,7 @@ NetDevice::NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_i
       rx_timer_(ThrottleTimer::create()),
       tx_timer_(ThrottleTimer::create()),
       rx_buffer_(kMaxPacketSize + 1),
-      m_(metrics::registry().group("net_" + iface_id_)) {
+      m_(metrics) {
   features_ = kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc | kFeatureStatus |
               kFeatureMrgRxbuf;
   if (mac) {
@@ -78,7 +78,7 @@ NetDevice::~NetDevice() {
 }
 
 void NetDevice::ack_features(std::uint64_t features) {
-  std::lock_guard lock(guard_->mu);
+  auto lock = life_.lock();
   acked_ = features & features_;
   if (!tap_.supports_offloads()) return;
   unsigned offloads = 0;
@@ -95,10 +95,7 @@ void NetDevice::ack_features(std::uint64_t features) {
 }
 
 void NetDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    // offset + i cannot wrap into range: compare without adding first.
-    data[i] = (offset < kConfigSize && i < kConfigSize - offset) ? config_[offset + i] : 0;
-  }
+  read_config_bytes(config_, offset, data);
 }
 
 NetDevice::Metrics NetDevice::metrics() const {
@@ -115,19 +112,58 @@ NetDevice::Metrics NetDevice::metrics() const {
   return m;
 }
 
+NetDeviceState NetDevice::save() const {
+  auto lock = life_.lock();
+  NetDeviceState s;
+  s.iface_id = iface_id_;
+  if (features_ & kFeatureMac) {
+    MacAddress mac;
+    std::memcpy(mac.data(), config_.data() + kConfigMac, mac.size());
+    s.mac = mac;
+  }
+  s.acked_features = acked_;
+  s.config = config_;
+  s.activated = life_.active() != nullptr;
+  return s;
+}
+
+Expected<void> NetDevice::restore(const NetDeviceState& state) {
+  {
+    auto lock = life_.lock();
+    auto invalid = [](const std::string& what) {
+      return make_error(Errc::kInvalidArgument, "virtio-net restore: " + what);
+    };
+    if (state.version != NetDeviceState::kVersion) {
+      return invalid("state version " + std::to_string(state.version) + " unknown");
+    }
+    if (life_.active() != nullptr) {
+      return make_error(Errc::kBusy, "virtio-net restore: the device is active");
+    }
+    if (state.iface_id != iface_id_ || state.config != config_ ||
+        state.mac.has_value() != ((features_ & kFeatureMac) != 0)) {
+      return invalid("saved for another interface (id, MAC or config differ)");
+    }
+    if ((state.acked_features & ~features_) != 0) {
+      return invalid("features never offered were acked");
+    }
+  }
+  ack_features(state.acked_features);  // the TAP offloads follow
+  return {};
+}
+
 bool NetDevice::tap_polling() const {
-  std::lock_guard lock(guard_->mu);
-  return tap_polling_;
+  auto lock = life_.lock();
+  return life_.active() != nullptr && life_.active()->tap.registered();
 }
 
 bool NetDevice::rx_throttled() const {
-  std::lock_guard lock(guard_->mu);
-  return rx_throttled_;
+  auto lock = life_.lock();
+  return life_.active() != nullptr && life_.active()->rx_throttled;
 }
 
 bool NetDevice::tx_throttled() const {
-  std::lock_guard lock(guard_->mu);
-  return tx_throttled_;
+  auto lock = life_.lock();
+  return life_.active() != nullptr && life_.active()->tx_throttled;
 }
 
 void NetDevice::update_rx_rate_limiter(RateLimits limits) {
@@ -160,12 +196,8 @@ bool NetDevice::throttle(const RateLimiter& limiter, const ThrottleTimer& timer,
   return true;
 }
 
-EventLoop::Callback NetDevice::make_callback(void (NetDevice::*handler)()) {
-  return [this, guard = guard_, handler](std::uint32_t) {
-    std::lock_guard lock(guard->mu);
-    if (!guard->active) return;  // reset() ran or is running: touch nothing
-    (this->*handler)();
-  };
+EventLoop::Callback NetDevice::make_callback(void (NetDevice::*handler)(Active&)) {
+  return life_.callback([this, handler](Active& a, std::uint32_t) { (this->*handler)(a); });
 }
 
 Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
@@ -176,139 +208,67 @@ Expected<void> NetDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
   }
   if (!rx_timer_) return tl::unexpected(rx_timer_.error());
   if (!tx_timer_) return tl::unexpected(tx_timer_.error());
-  Queue* rx = queues[kRxQueue].queue->ready() ? queues[kRxQueue].queue : nullptr;
-  Queue* tx = queues[kTxQueue].queue->ready() ? queues[kTxQueue].queue : nullptr;
-  const int rx_fd = queues[kRxQueue].notify_fd;
-  const int tx_fd = queues[kTxQueue].notify_fd;
+  auto fresh = std::make_unique<Active>();
+  fresh->mem = &mem;
+  fresh->loop = &loop;
+  fresh->rx = queues[kRxQueue].queue->ready() ? queues[kRxQueue].queue : nullptr;
+  fresh->tx = queues[kTxQueue].queue->ready() ? queues[kTxQueue].queue : nullptr;
+  fresh->rx_notify_fd = queues[kRxQueue].notify_fd;
+  fresh->tx_notify_fd = queues[kTxQueue].notify_fd;
+  fresh->interrupt = std::move(interrupt);
+  Expected<void> r;
+  int tx_kick = -1;
   {
-    std::lock_guard lock(guard_->mu);
-    if (guard_->active) return make_error(Errc::kBusy, "virtio-net activate: already active");
-    mem_ = &mem;
-    rx_queue_ = rx;
-    tx_queue_ = tx;
-    rx_notify_fd_ = rx_fd;
-    tx_notify_fd_ = tx_fd;
-    interrupt_ = std::move(interrupt);
-    loop_ = &loop;
-    if (rx) rx->set_features(acked_);
-    if (tx) tx->set_features(acked_);
-    broken_ = false;
-    pending_len_ = 0;
-    rx_throttled_ = false;
-    tx_throttled_ = false;
+    // Registered under the mutex: a callback that fires at once waits for
+    // it (the loop's add() does not wait for callbacks).
+    auto lock = life_.lock();
+    if (fresh->rx) fresh->rx->set_features(acked_);
+    if (fresh->tx) fresh->tx->set_features(acked_);
     (void)rx_timer_->disarm();
     (void)tx_timer_->disarm();
-    // Set before the add: the TAP callback may run (and pause) at once.
-    tap_polling_ = rx != nullptr;
-    guard_->active = true;
-  }
-  // Registered without the lock held: a callback may run as soon as its fd
-  // is added, and takes the lock itself.
-  Added added;
-  Expected<void> r;
-  if (rx) {
-    r = loop.add(tap_.fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tap_readable));
-    added.tap = r.has_value();
-    if (r) {
-      r = loop.add(rx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_rx_notify));
-      added.rx = r.has_value();
+    if (auto s = life_.start(std::move(fresh)); !s) return s;
+    Active& a = *life_.active();
+    auto add = [&](EventRegistration& slot, int fd, void (NetDevice::*handler)(Active&)) {
+      if (!r) return;
+      auto got = EventRegistration::add(loop, fd, EventLoop::kReadable, make_callback(handler));
+      if (got) {
+        slot = std::move(*got);
+      } else {
+        r = tl::unexpected(got.error());
+      }
+    };
+    if (a.rx) {
+      add(a.tap, tap_.fd(), &NetDevice::on_tap_readable);
+      add(a.rx_notify, a.rx_notify_fd, &NetDevice::on_rx_notify);
+      add(a.rx_timer, rx_timer_->fd(), &NetDevice::on_rx_timer);
     }
-    if (r) {
-      r = loop.add(rx_timer_->fd(), EventLoop::kReadable, make_callback(&NetDevice::on_rx_timer));
-      added.rx_timer = r.has_value();
-    }
-  }
-  if (r && tx) {
-    r = loop.add(tx_fd, EventLoop::kReadable, make_callback(&NetDevice::on_tx_notify));
-    added.tx = r.has_value();
-    if (r) {
-      r = loop.add(tx_timer_->fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tx_timer));
-      added.tx_timer = r.has_value();
+    if (a.tx) {
+      add(a.tx_notify, a.tx_notify_fd, &NetDevice::on_tx_notify);
+      add(a.tx_timer, tx_timer_->fd(), &NetDevice::on_tx_timer);
+      tx_kick = a.tx_notify_fd;
     }
   }
   if (!r) {
-    teardown_registrations(loop, added);
+    reset_active();
     return r;
   }
   // The driver may have queued frames before notifying: look once.
-  if (tx) {
+  if (tx_kick >= 0) {
     const std::uint64_t one = 1;
-    [[maybe_unused]] auto put = ::write(tx_fd, &one, sizeof one);
+    [[maybe_unused]] auto put = ::write(tx_kick, &one, sizeof one);
   }
   return {};
 }
 
-void NetDevice::teardown_registrations(EventLoop& loop, Added added) {
-  int rx_fd = -1;
-  int tx_fd = -1;
-  {
-    std::lock_guard lock(guard_->mu);
-    rx_fd = rx_notify_fd_;
-    tx_fd = tx_notify_fd_;
-  }
-  // remove() waits out a running callback of that fd: never with the lock.
-  if (added.rx) {
-    if (auto r = loop.remove(rx_fd); !r) {
-      LOG_WARN("virtio-net: removing RX notify fd: %s", r.error().message().c_str());
-    }
-  }
-  if (added.tx) {
-    if (auto r = loop.remove(tx_fd); !r) {
-      LOG_WARN("virtio-net: removing TX notify fd: %s", r.error().message().c_str());
-    }
-  }
-  if (added.rx_timer) {
-    if (auto r = loop.remove(rx_timer_->fd()); !r) {
-      LOG_WARN("virtio-net: removing RX timer fd: %s", r.error().message().c_str());
-    }
-  }
-  if (added.tx_timer) {
-    if (auto r = loop.remove(tx_timer_->fd()); !r) {
-      LOG_WARN("virtio-net: removing TX timer fd: %s", r.error().message().c_str());
-    }
-  }
-  bool tap_registered = false;
-  {
-    std::lock_guard lock(guard_->mu);
-    guard_->active = false;
-    // Only the TAP callback itself can still pause polling now, and it does
-    // so under the lock: the flag tells whether the fd is still registered.
-    tap_registered = added.tap && tap_polling_;
-    tap_polling_ = false;
-    mem_ = nullptr;
-    rx_queue_ = nullptr;
-    tx_queue_ = nullptr;
-    rx_notify_fd_ = -1;
-    tx_notify_fd_ = -1;
-    interrupt_.reset();
-    loop_ = nullptr;
-    broken_ = false;
-    pending_len_ = 0;
-    rx_throttled_ = false;
-    tx_throttled_ = false;
-  }
+void NetDevice::reset_active() {
+  life_.stop();  // unregisters every fd, waiting out running callbacks
   if (rx_timer_) (void)rx_timer_->disarm();
   if (tx_timer_) (void)tx_timer_->disarm();
-  if (tap_registered) {
-    if (auto r = loop.remove(tap_.fd()); !r) {
-      LOG_WARN("virtio-net: removing TAP fd: %s", r.error().message().c_str());
-    }
-  }
 }
 
 void NetDevice::reset() {
-  EventLoop* loop = nullptr;
-  Added added;
-  {
-    std::lock_guard lock(guard_->mu);
-    if (guard_->active) {
-      loop = loop_;
-      added.rx = added.tap = added.rx_timer = rx_queue_ != nullptr;
-      added.tx = added.tx_timer = tx_queue_ != nullptr;
-    }
-  }
-  if (loop != nullptr) teardown_registrations(*loop, added);
-  std::lock_guard lock(guard_->mu);
+  reset_active();
+  auto lock = life_.lock();
   acked_ = 0;
   if (tap_.supports_offloads()) {
     if (auto r = tap_.set_offloads(0); !r) {
@@ -317,36 +277,36 @@ void NetDevice::reset() {
   }
 }
 
-void NetDevice::set_tap_polling(bool on) {
-  if (on == tap_polling_ || loop_ == nullptr) return;
-  if (on) {
-    auto r =
-        loop_->add(tap_.fd(), EventLoop::kReadable, make_callback(&NetDevice::on_tap_readable));
-    if (!r) {
-      LOG_ERROR("virtio-net: resuming TAP polling: %s", r.error().message().c_str());
-      return;
-    }
-  } else if (auto r = loop_->remove(tap_.fd()); !r) {
-    LOG_ERROR("virtio-net: pausing TAP polling: %s", r.error().message().c_str());
+void NetDevice::set_tap_polling(Active& a, bool on) {
+  if (on == a.tap.registered()) return;
+  if (!on) {
+    a.tap.reset();
+    return;
   }
-  tap_polling_ = on;
+  auto r = EventRegistration::add(*a.loop, tap_.fd(), EventLoop::kReadable,
+                                  make_callback(&NetDevice::on_tap_readable));
+  if (!r) {
+    LOG_ERROR("virtio-net: resuming TAP polling: %s", r.error().message().c_str());
+    return;
+  }
+  a.tap = std::move(*r);
 }
 
-void NetDevice::mark_broken(const char* what, const Error& err) {
-  pending_len_ = 0;
-  if (broken_) return;
-  broken_ = true;
-  report_needs_reset(broken_log_, "virtio-net", what, err, *interrupt_);
+void NetDevice::mark_broken(Active& a, const char* what, const Error& err) {
+  a.pending_len = 0;
+  if (a.broken) return;
+  a.broken = true;
+  report_needs_reset(broken_log_, "virtio-net", what, err, *a.interrupt);
 }
 
-void NetDevice::signal_used(Queue& queue) {
-  auto needed = queue.needs_notification(*mem_);
+void NetDevice::signal_used(Active& a, Queue& queue) {
+  auto needed = queue.needs_notification(*a.mem);
   if (!needed) {
-    mark_broken("reading the used event", needed.error());
+    mark_broken(a, "reading the used event", needed.error());
     return;
   }
   if (*needed) {
-    if (auto r = interrupt_->signal_used_queue(); !r) {
+    if (auto r = a.interrupt->signal_used_queue(); !r) {
       LOG_WARN("virtio-net: signalling the used queue: %s", r.error().message().c_str());
     }
   }
@@ -354,45 +314,45 @@ void NetDevice::signal_used(Queue& queue) {
 
 // ---- TX ----
 
-void NetDevice::on_tx_notify() {
-  drain(tx_notify_fd_);
+void NetDevice::on_tx_notify(Active& a) {
+  drain(a.tx_notify_fd);
   // Throttled: the timer resumes TX; looking now would be refused again.
-  if (broken_ || tx_queue_ == nullptr || tx_throttled_) return;
-  process_tx();
-  if (broken_) set_tap_polling(false);
+  if (a.broken || a.tx == nullptr || a.tx_throttled) return;
+  process_tx(a);
+  if (a.broken) set_tap_polling(a, false);
 }
 
-void NetDevice::on_tx_timer() {
+void NetDevice::on_tx_timer(Active& a) {
   tx_timer_->drain();
-  tx_throttled_ = false;
-  if (broken_ || tx_queue_ == nullptr) return;
-  process_tx();
-  if (broken_) set_tap_polling(false);
+  a.tx_throttled = false;
+  if (a.broken || a.tx == nullptr) return;
+  process_tx(a);
+  if (a.broken) set_tap_polling(a, false);
 }
 
-void NetDevice::process_tx() {
-  Queue& q = *tx_queue_;
+void NetDevice::process_tx(Active& a) {
+  Queue& q = *a.tx;
   const bool event_idx = (acked_ & kFeatureEventIdx) != 0;
   const std::uint16_t used_before = q.next_used();
   for (unsigned done = 0;;) {
     if (done == kTxBudget) {
       // Come back through our own notify fd after the loop's other fds.
       const std::uint64_t one = 1;
-      [[maybe_unused]] auto put = ::write(tx_notify_fd_, &one, sizeof one);
+      [[maybe_unused]] auto put = ::write(a.tx_notify_fd, &one, sizeof one);
       break;
     }
-    auto popped = q.pop(*mem_);
+    auto popped = q.pop(*a.mem);
     if (!popped) {
-      mark_broken("malformed TX queue", popped.error());
+      mark_broken(a, "malformed TX queue", popped.error());
       break;
     }
     if (!*popped) {
       if (!event_idx) break;
       // Re-arm, then look again: a chain published in between would
       // otherwise wait for a notification that never comes.
-      auto more = q.enable_notification(*mem_);
+      auto more = q.enable_notification(*a.mem);
       if (!more) {
-        mark_broken("writing the TX avail event", more.error());
+        mark_broken(a, "writing the TX avail event", more.error());
         break;
       }
       if (*more) continue;
@@ -404,20 +364,20 @@ void NetDevice::process_tx() {
     if (len >= kVnetHdrSize && len <= kMaxPacketSize && !tx_limiter_.consume(len, 1)) {
       q.undo_pop();
       m_.tx_throttled.add();
-      tx_throttled_ = throttle(tx_limiter_, *tx_timer_, len);
+      a.tx_throttled = throttle(tx_limiter_, *tx_timer_, len);
       break;
     }
     ++done;
-    transmit(**popped);
-    if (auto r = q.add_used(*mem_, (*popped)->head, 0); !r) {
-      mark_broken("adding to the TX used ring", r.error());
+    transmit(a, **popped);
+    if (auto r = q.add_used(*a.mem, (*popped)->head, 0); !r) {
+      mark_broken(a, "adding to the TX used ring", r.error());
       break;
     }
   }
-  if (q.next_used() != used_before) signal_used(q);
+  if (q.next_used() != used_before) signal_used(a, q);
 }
 
-void NetDevice::transmit(const DescriptorChain& chain) {
+void NetDevice::transmit(Active& a, const DescriptorChain& chain) {
   auto drop = [&](const char* why) {
     bump(counters_.tx_drops, m_.tx_dropped);
     bump(counters_.tx_errors, m_.tx_malformed);
@@ -427,7 +387,7 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   if (len < kVnetHdrSize) return drop("shorter than the virtio-net header");
   if (len > kMaxPacketSize) return drop("larger than 64 KiB");
 
-  Reader reader(*mem_, chain);
+  Reader reader(*a.mem, chain);
   // The header is copied out, checked, and sent from our copy: the guest
   // cannot change it between the check and the kernel reading it.
   std::array<std::byte, kVnetHdrSize> hdr;
@@ -467,60 +427,60 @@ void NetDevice::transmit(const DescriptorChain& chain) {
 
 // ---- RX ----
 
-void NetDevice::on_tap_readable() {
-  if (broken_ || rx_queue_ == nullptr || rx_throttled_) {
-    set_tap_polling(false);
+void NetDevice::on_tap_readable(Active& a) {
+  if (a.broken || a.rx == nullptr || a.rx_throttled) {
+    set_tap_polling(a, false);
     return;
   }
-  const Rx out = process_rx();
+  const Rx out = process_rx(a);
   if (out == Rx::kNoBuffers || out == Rx::kBroken || out == Rx::kTapError ||
       out == Rx::kThrottled) {
-    set_tap_polling(false);
+    set_tap_polling(a, false);
   }
 }
 
-void NetDevice::on_rx_notify() {
-  drain(rx_notify_fd_);
+void NetDevice::on_rx_notify(Active& a) {
+  drain(a.rx_notify_fd);
   // Throttled: the timer resumes RX (and TAP polling).
-  if (broken_ || rx_queue_ == nullptr || rx_throttled_) return;
-  after_rx(process_rx());
+  if (a.broken || a.rx == nullptr || a.rx_throttled) return;
+  after_rx(a, process_rx(a));
 }
 
-void NetDevice::on_rx_timer() {
+void NetDevice::on_rx_timer(Active& a) {
   rx_timer_->drain();
-  rx_throttled_ = false;
-  if (broken_ || rx_queue_ == nullptr) return;
-  after_rx(process_rx());
+  a.rx_throttled = false;
+  if (a.broken || a.rx == nullptr) return;
+  after_rx(a, process_rx(a));
 }
 
-void NetDevice::after_rx(Rx out) {
+void NetDevice::after_rx(Active& a, Rx out) {
   // Buffers (may) have come: resume polling, unless they are already all
   // used up or the limiter holds a frame.
-  set_tap_polling(out != Rx::kNoBuffers && out != Rx::kBroken && out != Rx::kThrottled);
+  set_tap_polling(a, out != Rx::kNoBuffers && out != Rx::kBroken && out != Rx::kThrottled);
 }
 
-Expected<std::optional<DescriptorChain>> NetDevice::pop_rx() {
-  auto popped = rx_queue_->pop(*mem_);
+Expected<std::optional<DescriptorChain>> NetDevice::pop_rx(Active& a) {
+  auto popped = a.rx->pop(*a.mem);
   if (!popped || *popped || !(acked_ & kFeatureEventIdx)) return popped;
   // Ask for a notification when buffers come, then look once more (see
   // process_tx).
-  auto more = rx_queue_->enable_notification(*mem_);
+  auto more = a.rx->enable_notification(*a.mem);
   if (!more) return tl::unexpected(more.error());
   if (!*more) return std::optional<DescriptorChain>();
-  return rx_queue_->pop(*mem_);
+  return a.rx->pop(*a.mem);
 }
 
-NetDevice::Rx NetDevice::process_rx() {
-  Queue& q = *rx_queue_;
+NetDevice::Rx NetDevice::process_rx(Active& a) {
+  Queue& q = *a.rx;
   const std::uint16_t used_before = q.next_used();
   Rx out = Rx::kBudgetSpent;
   for (unsigned frames = 0; frames < kRxBudget; ++frames) {
-    if (pending_len_ == 0) {
+    if (a.pending_len == 0) {
       // Read only with a buffer to put the frame in: otherwise the frame
       // stays in the TAP queue (where the kernel drops what overflows).
-      auto first = pop_rx();
+      auto first = pop_rx(a);
       if (!first) {
-        mark_broken("malformed RX queue", first.error());
+        mark_broken(a, "malformed RX queue", first.error());
         out = Rx::kBroken;
         break;
       }
@@ -530,7 +490,7 @@ NetDevice::Rx NetDevice::process_rx() {
       }
       const std::uint64_t room = (*first)->writable_bytes();
       if (room < kVnetHdrSize) {
-        mark_broken("RX buffer smaller than the virtio-net header",
+        mark_broken(a, "RX buffer smaller than the virtio-net header",
                     Error(Errc::kInvalidArgument, "RX chain " + std::to_string((*first)->head)));
         out = Rx::kBroken;
         break;
@@ -539,12 +499,12 @@ NetDevice::Rx NetDevice::process_rx() {
       if (room > kMaxPacketSize && rx_limiter_.unlimited()) {
         // A buffer that holds any frame: read straight into guest memory
         // (not with a limiter, which must see the frame before the guest).
-        step = receive_direct(**first);
+        step = receive_direct(a, **first);
       } else {
         // Read into our buffer first: only the frame's length tells how many
         // buffers (MRG_RXBUF) it needs, or whether this one suffices.
         q.undo_pop();
-        step = read_into_buffer();
+        step = read_into_buffer(a);
       }
       if (step == Rx::kDelivered || step == Rx::kDropped) continue;
       if (step != Rx::kPending) {
@@ -552,22 +512,22 @@ NetDevice::Rx NetDevice::process_rx() {
         break;
       }
     }
-    const Rx step = deliver_buffered();
+    const Rx step = deliver_buffered(a);
     if (step == Rx::kNoBuffers || step == Rx::kBroken || step == Rx::kThrottled) {
       out = step;
       break;
     }
   }
-  if (q.next_used() != used_before) signal_used(q);
+  if (q.next_used() != used_before) signal_used(a, q);
   return out;
 }
 
-NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
-  Queue& q = *rx_queue_;
-  Writer writer(*mem_, chain);
+NetDevice::Rx NetDevice::receive_direct(Active& a, const DescriptorChain& chain) {
+  Queue& q = *a.rx;
+  Writer writer(*a.mem, chain);
   auto slices = writer.slices(kMaxPacketSize + 1);
   if (!slices) {
-    mark_broken("RX buffer outside guest memory", slices.error());
+    mark_broken(a, "RX buffer outside guest memory", slices.error());
     return Rx::kBroken;
   }
   auto n = tap_.read_frame(*slices);
@@ -587,14 +547,14 @@ NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
     if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
     return Rx::kDropped;
   }
-  Writer header(*mem_, chain);
+  Writer header(*a.mem, chain);
   const std::uint16_t one = 1;
   if (auto skip = header.slices(kHdrNumBuffers); !skip || !header.write_obj(one)) {
-    mark_broken("writing num_buffers", Error(Errc::kOutOfRange, "RX header"));
+    mark_broken(a, "writing num_buffers", Error(Errc::kOutOfRange, "RX header"));
     return Rx::kBroken;
   }
-  if (auto r = q.add_used(*mem_, chain.head, static_cast<std::uint32_t>(len)); !r) {
-    mark_broken("adding to the RX used ring", r.error());
+  if (auto r = q.add_used(*a.mem, chain.head, static_cast<std::uint32_t>(len)); !r) {
+    mark_broken(a, "adding to the RX used ring", r.error());
     return Rx::kBroken;
   }
   bump(counters_.rx_frames, m_.rx_packets);
@@ -602,7 +562,7 @@ NetDevice::Rx NetDevice::receive_direct(const DescriptorChain& chain) {
   return Rx::kDelivered;
 }
 
-NetDevice::Rx NetDevice::read_into_buffer() {
+NetDevice::Rx NetDevice::read_into_buffer(Active& a) {
   const std::array<std::span<std::byte>, 1> bufs{std::span(rx_buffer_)};
   auto n = tap_.read_frame(bufs);
   if (!n) {
@@ -618,19 +578,19 @@ NetDevice::Rx NetDevice::read_into_buffer() {
     if (frame_log_.allow()) LOG_WARN("virtio-net: RX frame of %zu bytes dropped", len);
     return Rx::kDropped;
   }
-  pending_len_ = len;
+  a.pending_len = len;
   return Rx::kPending;
 }
 
-NetDevice::Rx NetDevice::deliver_buffered() {
-  Queue& q = *rx_queue_;
+NetDevice::Rx NetDevice::deliver_buffered(Active& a) {
+  Queue& q = *a.rx;
   const bool mergeable = (acked_ & kFeatureMrgRxbuf) != 0;
   std::vector<DescriptorChain> chains;
   std::uint64_t room = 0;
-  while (room < pending_len_) {
-    auto next = pop_rx();
+  while (room < a.pending_len) {
+    auto next = pop_rx(a);
     if (!next) {
-      mark_broken("malformed RX queue", next.error());
+      mark_broken(a, "malformed RX queue", next.error());
       return Rx::kBroken;
     }
     if (!*next) {
@@ -640,7 +600,7 @@ NetDevice::Rx NetDevice::deliver_buffered() {
     }
     const std::uint64_t r = (*next)->writable_bytes();
     if (r < kVnetHdrSize) {
-      mark_broken("RX buffer smaller than the virtio-net header",
+      mark_broken(a, "RX buffer smaller than the virtio-net header",
                   Error(Errc::kInvalidArgument, "RX chain " + std::to_string((*next)->head)));
       return Rx::kBroken;
     }
@@ -648,46 +608,46 @@ NetDevice::Rx NetDevice::deliver_buffered() {
     chains.push_back(std::move(**next));
     if (!mergeable) break;
   }
-  if (room < pending_len_) {
+  if (room < a.pending_len) {
     // Without MRG_RXBUF one buffer must hold the whole frame. The buffer
     // goes back to the ring for the next (perhaps smaller) frame.
     q.undo_pop();
     bump(counters_.rx_drops, m_.rx_dropped);
     if (frame_log_.allow()) {
-      LOG_WARN("virtio-net: RX frame of %zu bytes dropped: the buffer holds %llu", pending_len_,
+      LOG_WARN("virtio-net: RX frame of %zu bytes dropped: the buffer holds %llu", a.pending_len,
                static_cast<unsigned long long>(room));
     }
-    pending_len_ = 0;
+    a.pending_len = 0;
     return Rx::kDropped;
   }
   // The frame fits: the limiter decides whether it goes now. When refused
   // it waits in rx_buffer_ (and the buffers in the ring) for the timer.
-  if (!rx_limiter_.consume(pending_len_, 1)) {
+  if (!rx_limiter_.consume(a.pending_len, 1)) {
     for (std::size_t i = 0; i < chains.size(); ++i) q.undo_pop();
     m_.rx_throttled.add();
-    rx_throttled_ = throttle(rx_limiter_, *rx_timer_, pending_len_);
+    a.rx_throttled = throttle(rx_limiter_, *rx_timer_, a.pending_len);
     return Rx::kThrottled;
   }
   const auto num_buffers = static_cast<std::uint16_t>(chains.size());
   std::memcpy(rx_buffer_.data() + kHdrNumBuffers, &num_buffers, sizeof num_buffers);
   std::size_t offset = 0;
   for (const DescriptorChain& chain : chains) {
-    Writer writer(*mem_, chain);
+    Writer writer(*a.mem, chain);
     const std::size_t n = static_cast<std::size_t>(
-        std::min<std::uint64_t>(writer.remaining(), pending_len_ - offset));
+        std::min<std::uint64_t>(writer.remaining(), a.pending_len - offset));
     if (auto r = writer.write(std::span(rx_buffer_).subspan(offset, n)); !r) {
-      mark_broken("RX buffer outside guest memory", r.error());
+      mark_broken(a, "RX buffer outside guest memory", r.error());
       return Rx::kBroken;
     }
-    if (auto r = q.add_used(*mem_, chain.head, static_cast<std::uint32_t>(n)); !r) {
-      mark_broken("adding to the RX used ring", r.error());
+    if (auto r = q.add_used(*a.mem, chain.head, static_cast<std::uint32_t>(n)); !r) {
+      mark_broken(a, "adding to the RX used ring", r.error());
       return Rx::kBroken;
     }
     offset += n;
   }
   bump(counters_.rx_frames, m_.rx_packets);
-  bump(counters_.rx_bytes, m_.rx_bytes, pending_len_ - kVnetHdrSize);
-  pending_len_ = 0;
+  bump(counters_.rx_bytes, m_.rx_bytes, a.pending_len - kVnetHdrSize);
+  a.pending_len = 0;
   return Rx::kDelivered;
 }
 

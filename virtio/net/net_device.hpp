@@ -3,11 +3,11 @@
 // config space (MAC, link status), and the RX/TX queues' packet work.
 //
 // Threading: all packet work runs in EventLoop callbacks (TX notify fd, RX
-// notify fd, TAP readable), never on a vCPU. The callbacks hold `this` and
-// a shared Guard whose mutex serialises them against ack_features(),
-// activate() and reset() (vCPU threads); reset() clears Guard::active under
-// that mutex, so a callback racing with reset() or the destructor returns
-// without touching the device. The TAP fd is polled only while RX buffers
+// notify fd, TAP readable), never on a vCPU. A DeviceLifecycle holds what
+// exists only while active (queues, interrupt, registrations, per-run
+// flags); its mutex serialises the callbacks against ack_features(),
+// activate() and reset() (vCPU threads), and a callback racing with reset()
+// or the destructor returns without touching the device. The TAP fd is polled only while RX buffers
 // are available: a driver that posts none does not make the loop spin.
 //
 // Rate limiting: an RX and a TX RateLimiter (bytes including the vnet
@@ -36,9 +36,12 @@
 
 #include <string>
 
+#include "virtio/config_space.hpp"
+#include "virtio/device_lifecycle.hpp"
 #include "virtio/net/tap.hpp"
 #include "virtio/rate_limiter.hpp"
 #include "virtio/virtio_device.hpp"
+#include "vmm/core/event_registration.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/core/metrics.hpp"
 
@@ -79,6 +82,20 @@ inline constexpr std::uint8_t kGsoTypeNone = 0;
 
 using MacAddress = std::array<std::uint8_t, 6>;
 
+// The device's own state as data (snapshots); its queues are in the
+// transport's state. A frame read from the TAP but not yet delivered is not
+// kept (a lossy link may drop it); rate-limiter buckets start full.
+struct NetDeviceState {
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint32_t version = kVersion;
+  std::string iface_id;
+  std::optional<MacAddress> mac;
+  std::uint64_t acked_features = 0;
+  std::array<std::uint8_t, kConfigSize> config{};
+  bool activated = false;
+  bool operator==(const NetDeviceState&) const = default;
+};
+
 class NetDevice : public VirtioDevice {
  public:
   // Counters since construction. Frames and bytes count delivered frames,
@@ -98,9 +115,10 @@ class NetDevice : public VirtioDevice {
   };
 
   // Without `mac` the MAC feature is not offered and the guest picks one.
-  // `iface_id` names the metrics group ("net_" + iface_id).
-  NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id, RateLimits rx = {},
-            RateLimits tx = {});
+  // `metrics` (the creator's "net_<iface_id>" group) receives the counters
+  // and must outlive the device.
+  NetDevice(Tap tap, std::optional<MacAddress> mac, std::string iface_id, metrics::Group& metrics,
+            RateLimits rx = {}, RateLimits tx = {});
   ~NetDevice() override;
   NetDevice(const NetDevice&) = delete;
   NetDevice& operator=(const NetDevice&) = delete;
@@ -131,14 +149,35 @@ class NetDevice : public VirtioDevice {
   // Whether a frame waits for the RX / TX limiter.
   bool rx_throttled() const;
   bool tx_throttled() const;
+  // Whole state; take it while inactive or with the event loop parked.
+  NetDeviceState save() const;
+  // Takes the negotiated features (and so the TAP offloads) from `state`
+  // (untrusted: version, interface, MAC and features are checked) into an
+  // inactive device; the transport's restore then activates it if it was.
+  Expected<void> restore(const NetDeviceState& state);
   // Whether the TAP fd is registered with the loop (false while the guest
   // has no RX buffers, or when the device is not active).
   bool tap_polling() const;
 
  private:
-  struct Guard {
-    std::mutex mu;
-    bool active = false;
+  // What exists between activate() and reset().
+  struct Active {
+    const GuestMemory* mem = nullptr;
+    EventLoop* loop = nullptr;
+    Queue* rx = nullptr;  // null: the driver left the queue unready
+    Queue* tx = nullptr;
+    int rx_notify_fd = -1;
+    int tx_notify_fd = -1;
+    std::shared_ptr<Interrupt> interrupt;
+    bool broken = false;
+    bool rx_throttled = false;
+    bool tx_throttled = false;
+    std::size_t pending_len = 0;  // a frame in rx_buffer_ waits for RX buffers
+    EventRegistration rx_notify;
+    EventRegistration tx_notify;
+    EventRegistration rx_timer;
+    EventRegistration tx_timer;
+    EventRegistration tap;  // registered while polling the TAP
   };
   // What one RX step ended with.
   enum class Rx {
@@ -153,32 +192,30 @@ class NetDevice : public VirtioDevice {
     kThrottled,  // the RX limiter refused the pending frame
   };
 
-  // Callbacks, run on the loop thread with guard_->mu held.
-  void on_tx_notify();
-  void on_rx_notify();
-  void on_tap_readable();
-  void on_tx_timer();
-  void on_rx_timer();
+  // Callbacks, run on the loop thread with the lifecycle's mutex held.
+  void on_tx_notify(Active& a);
+  void on_rx_notify(Active& a);
+  void on_tap_readable(Active& a);
+  void on_tx_timer(Active& a);
+  void on_rx_timer(Active& a);
 
-  EventLoop::Callback make_callback(void (NetDevice::*handler)());
-  void process_tx();
-  void transmit(const DescriptorChain& chain);
-  Rx process_rx();
-  Expected<std::optional<DescriptorChain>> pop_rx();
-  Rx receive_direct(const DescriptorChain& chain);
-  Rx read_into_buffer();
-  Rx deliver_buffered();
-  void set_tap_polling(bool on);
-  void signal_used(Queue& queue);
-  void mark_broken(const char* what, const Error& err);
-  void after_rx(Rx out);
+  EventLoop::Callback make_callback(void (NetDevice::*handler)(Active&));
+  void process_tx(Active& a);
+  void transmit(Active& a, const DescriptorChain& chain);
+  Rx process_rx(Active& a);
+  Expected<std::optional<DescriptorChain>> pop_rx(Active& a);
+  Rx receive_direct(Active& a, const DescriptorChain& chain);
+  Rx read_into_buffer(Active& a);
+  Rx deliver_buffered(Active& a);
+  void set_tap_polling(Active& a, bool on);
+  void signal_used(Active& a, Queue& queue);
+  void mark_broken(Active& a, const char* what, const Error& err);
+  void after_rx(Active& a, Rx out);
+  // Drops the active state (every registration) and disarms the timers.
+  void reset_active();
   // Arms `timer` for when `limiter` allows (bytes, 1 op); false if it
   // could not (then nothing waits for the limiter).
   bool throttle(const RateLimiter& limiter, const ThrottleTimer& timer, std::uint64_t bytes);
-  struct Added {
-    bool rx = false, tx = false, tap = false, rx_timer = false, tx_timer = false;
-  };
-  void teardown_registrations(EventLoop& loop, Added added);
 
   Tap tap_;
   std::string iface_id_;
@@ -190,24 +227,10 @@ class NetDevice : public VirtioDevice {
   Expected<ThrottleTimer> rx_timer_;
   Expected<ThrottleTimer> tx_timer_;
   std::array<std::uint8_t, kConfigSize> config_{};
-  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
-
-  // Guarded by guard_->mu.
-  std::uint64_t acked_ = 0;
-  const GuestMemory* mem_ = nullptr;
-  Queue* rx_queue_ = nullptr;
-  Queue* tx_queue_ = nullptr;
-  int rx_notify_fd_ = -1;
-  int tx_notify_fd_ = -1;
-  std::shared_ptr<Interrupt> interrupt_;
-  EventLoop* loop_ = nullptr;
-  bool tap_polling_ = false;
-  bool broken_ = false;
-  bool rx_throttled_ = false;
-  bool tx_throttled_ = false;
-  // A frame read from the TAP that waits for RX buffers (bounce path).
+  std::uint64_t acked_ = 0;  // under life_.lock()
+  // A frame read from the TAP that waits for RX buffers (bounce path);
+  // Active::pending_len says whether one does.
   std::vector<std::byte> rx_buffer_;
-  std::size_t pending_len_ = 0;
 
   struct Counters {
     std::atomic<std::uint64_t> rx_frames{0}, rx_bytes{0}, rx_drops{0}, rx_errors{0};
@@ -223,6 +246,8 @@ class NetDevice : public VirtioDevice {
   log::RateLimit frame_log_;
   // Survives resets: one line per activation would let a guest flood the log.
   log::RateLimit broken_log_{4};
+  // Last: destroyed first, while what the callbacks use still exists.
+  DeviceLifecycle<Active> life_;
 };
 
 }  // namespace hvz::virtio::net

@@ -11,20 +11,18 @@
 #include <cstring>
 #include <vector>
 
+#include "vmm/core/iovec.hpp"
+
 namespace hvz::virtio::net {
 namespace {
 
-Expected<std::vector<iovec>> to_iovecs(std::size_t count, auto&& at) {
+// One readv/writev per frame: a frame in more pieces than it takes is refused.
+Expected<void> check_pieces(std::size_t count) {
   if (count > IOV_MAX) {
     return make_error(Errc::kInvalidArgument,
                       "tap: frame in " + std::to_string(count) + " pieces, more than IOV_MAX");
   }
-  std::vector<iovec> iov;
-  iov.reserve(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    iov.push_back(at(i));
-  }
-  return iov;
+  return {};
 }
 
 }  // namespace
@@ -79,12 +77,10 @@ Expected<void> Tap::set_offloads(unsigned flags) {
 }
 
 Expected<std::optional<std::size_t>> Tap::read_frame(std::span<const std::span<std::byte>> bufs) {
-  auto iov = to_iovecs(bufs.size(), [&](std::size_t i) {
-    return iovec{bufs[i].data(), bufs[i].size()};
-  });
-  if (!iov) return tl::unexpected(iov.error());
+  if (auto r = check_pieces(bufs.size()); !r) return tl::unexpected(r.error());
+  const std::vector<iovec> iov = to_iovecs(bufs);
   for (;;) {
-    const ssize_t n = ::readv(fd_.get(), iov->data(), static_cast<int>(iov->size()));
+    const ssize_t n = ::readv(fd_.get(), iov.data(), static_cast<int>(iov.size()));
     if (n >= 0) return std::optional<std::size_t>(static_cast<std::size_t>(n));
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>();
@@ -93,13 +89,10 @@ Expected<std::optional<std::size_t>> Tap::read_frame(std::span<const std::span<s
 }
 
 Expected<std::size_t> Tap::write_frame(std::span<const std::span<const std::byte>> bufs) {
-  auto iov = to_iovecs(bufs.size(), [&](std::size_t i) {
-    // writev does not write through iov_base; iovec merely lacks const.
-    return iovec{const_cast<std::byte*>(bufs[i].data()), bufs[i].size()};
-  });
-  if (!iov) return tl::unexpected(iov.error());
+  if (auto r = check_pieces(bufs.size()); !r) return tl::unexpected(r.error());
+  const std::vector<iovec> iov = to_iovecs(bufs);
   for (;;) {
-    const ssize_t n = ::writev(fd_.get(), iov->data(), static_cast<int>(iov->size()));
+    const ssize_t n = ::writev(fd_.get(), iov.data(), static_cast<int>(iov.size()));
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;
     return sys_error("tap: writev");

@@ -19,35 +19,29 @@ ssize_t host_getrandom(void* buf, std::size_t len) {
   return ::getrandom(buf, len, 0);
 }
 
-void drain(int fd) {
-  std::uint64_t n = 0;
-  [[maybe_unused]] auto got = ::read(fd, &n, sizeof n);
-}
-
 }  // namespace
 
-RngDevice::RngDevice(std::optional<TokenBucketParams> bandwidth,
+RngDevice::RngDevice(metrics::Group& metrics, std::optional<TokenBucketParams> bandwidth,
                      std::optional<TokenBucketParams> ops, Source source)
     : source_(source ? std::move(source) : Source(host_getrandom)),
       limiter_(bandwidth, ops),
       timer_(ThrottleTimer::create()),
-      m_event_count_(metrics::registry().group("entropy").counter("entropy_event_count")),
-      m_bytes_(metrics::registry().group("entropy").counter("entropy_bytes")),
-      m_host_fails_(metrics::registry().group("entropy").counter("host_rng_fails")),
-      m_throttled_(metrics::registry().group("entropy").counter("entropy_rate_limiter_throttled")) {
-}
+      m_event_count_(metrics.counter("entropy_event_count")),
+      m_bytes_(metrics.counter("entropy_bytes")),
+      m_host_fails_(metrics.counter("host_rng_fails")),
+      m_throttled_(metrics.counter("entropy_rate_limiter_throttled")) {}
 
 RngDevice::~RngDevice() {
   reset();
 }
 
 void RngDevice::ack_features(std::uint64_t features) {
-  std::lock_guard lock(guard_->mu);
+  auto lock = life_.lock();
   acked_ = features & kFeatures;
 }
 
-void RngDevice::read_config(std::uint64_t, std::span<std::uint8_t> data) const {
-  std::fill(data.begin(), data.end(), std::uint8_t{0});
+void RngDevice::read_config(std::uint64_t offset, std::span<std::uint8_t> data) const {
+  read_config_bytes({}, offset, data);
 }
 
 Expected<void> RngDevice::activate(const GuestMemory& mem, std::vector<ActiveQueue> queues,
@@ -56,36 +50,40 @@ Expected<void> RngDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
     return make_error(Errc::kInvalidArgument, "virtio-rng activate: needs exactly one queue");
   }
   if (!timer_) return tl::unexpected(timer_.error());
-  Queue* q = queues[0].queue->ready() ? queues[0].queue : nullptr;
-  const int notify_fd = queues[0].notify_fd;
+  auto a = std::make_unique<Active>();
+  a->mem = &mem;
+  a->queue = queues[0].queue->ready() ? queues[0].queue : nullptr;
+  a->notify_fd = queues[0].notify_fd;
+  a->interrupt = std::move(interrupt);
+  const bool has_queue = a->queue != nullptr;
+  Expected<void> r;
   {
-    std::lock_guard lock(guard_->mu);
-    if (guard_->active) return make_error(Errc::kBusy, "virtio-rng activate: already active");
-    mem_ = &mem;
-    queue_ = q;
-    notify_fd_ = notify_fd;
-    interrupt_ = std::move(interrupt);
-    loop_ = &loop;
-    if (q) q->set_features(acked_);
-    broken_ = false;
-    throttled_ = false;
+    auto lock = life_.lock();
+    if (a->queue) a->queue->set_features(acked_);
     (void)timer_->disarm();
-    guard_->active = true;
+    if (auto s = life_.start(std::move(a)); !s) return s;
+    if (!has_queue) return {};  // nothing will ever be asked for
+    // Added under the mutex: a callback that fires at once waits for it.
+    Active& act = *life_.active();
+    auto notify =
+        EventRegistration::add(loop, act.notify_fd, EventLoop::kReadable,
+                               life_.callback([this](Active& x, std::uint32_t) { on_notify(x); }));
+    if (notify) {
+      act.notify = std::move(*notify);
+      auto timer =
+          EventRegistration::add(loop, timer_->fd(), EventLoop::kReadable,
+                                 life_.callback([this](Active& x, std::uint32_t) { on_timer(x); }));
+      if (timer) {
+        act.timer = std::move(*timer);
+      } else {
+        r = tl::unexpected(timer.error());
+      }
+    } else {
+      r = tl::unexpected(notify.error());
+    }
   }
-  if (q == nullptr) return {};  // nothing will ever be asked for
-  // Registered without the lock: a callback may run at once and takes it.
-  auto callback = [this, guard = guard_](void (RngDevice::*handler)()) {
-    return [this, guard, handler](std::uint32_t) {
-      std::lock_guard lock(guard->mu);
-      if (!guard->active) return;  // reset() ran or is running
-      (this->*handler)();
-    };
-  };
-  auto r = loop.add(notify_fd, EventLoop::kReadable, callback(&RngDevice::on_notify));
-  const bool notify_added = r.has_value();
-  if (r) r = loop.add(timer_->fd(), EventLoop::kReadable, callback(&RngDevice::on_timer));
   if (!r) {
-    teardown(loop, notify_added, false);
+    life_.stop();
     return r;
   }
   // The driver may have posted buffers before notifying: look once.
@@ -93,46 +91,11 @@ Expected<void> RngDevice::activate(const GuestMemory& mem, std::vector<ActiveQue
   return {};
 }
 
-void RngDevice::teardown(EventLoop& loop, bool notify_added, bool timer_added) {
-  int notify_fd = -1;
-  {
-    std::lock_guard lock(guard_->mu);
-    guard_->active = false;
-    notify_fd = notify_fd_;
-    mem_ = nullptr;
-    queue_ = nullptr;
-    notify_fd_ = -1;
-    interrupt_.reset();
-    loop_ = nullptr;
-    broken_ = false;
-    throttled_ = false;
-  }
-  // remove() waits out a running callback of that fd: never with the lock.
-  if (notify_added) {
-    if (auto r = loop.remove(notify_fd); !r) {
-      LOG_WARN("virtio-rng: removing the notify fd: %s", r.error().message().c_str());
-    }
-  }
-  if (timer_added) {
-    if (auto r = loop.remove(timer_->fd()); !r) {
-      LOG_WARN("virtio-rng: removing the timer fd: %s", r.error().message().c_str());
-    }
-  }
-  if (timer_) (void)timer_->disarm();
-}
-
 void RngDevice::reset() {
-  EventLoop* loop = nullptr;
-  bool registered = false;
-  {
-    std::lock_guard lock(guard_->mu);
-    if (guard_->active) {
-      loop = loop_;
-      registered = queue_ != nullptr;
-    }
-    acked_ = 0;
-  }
-  if (loop != nullptr) teardown(*loop, registered, registered);
+  life_.stop();
+  if (timer_) (void)timer_->disarm();
+  auto lock = life_.lock();
+  acked_ = 0;
 }
 
 void RngDevice::update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
@@ -147,46 +110,71 @@ void RngDevice::update_rate_limiter(std::optional<TokenBucketParams> bandwidth,
   }
 }
 
+RngDeviceState RngDevice::save() const {
+  auto lock = life_.lock();
+  RngDeviceState s;
+  s.acked_features = acked_;
+  s.activated = life_.active() != nullptr;
+  return s;
+}
+
+Expected<void> RngDevice::restore(const RngDeviceState& state) {
+  auto lock = life_.lock();
+  if (state.version != RngDeviceState::kVersion) {
+    return make_error(Errc::kInvalidArgument, "virtio-rng restore: state version " +
+                                                  std::to_string(state.version) + " unknown");
+  }
+  if (life_.active() != nullptr) {
+    return make_error(Errc::kBusy, "virtio-rng restore: the device is active");
+  }
+  if ((state.acked_features & ~kFeatures) != 0) {
+    return make_error(Errc::kInvalidArgument, "virtio-rng restore: features never offered acked");
+  }
+  acked_ = state.acked_features;
+  return {};
+}
+
 bool RngDevice::throttled() const {
-  std::lock_guard lock(guard_->mu);
-  return throttled_;
+  auto lock = life_.lock();
+  return life_.active() != nullptr && life_.active()->throttled;
 }
 
-void RngDevice::mark_broken(const char* what, const Error& err) {
-  if (broken_) return;
-  broken_ = true;
-  report_needs_reset(broken_log_, "virtio-rng", what, err, *interrupt_);
+void RngDevice::mark_broken(Active& a, const char* what, const Error& err) {
+  if (a.broken) return;
+  a.broken = true;
+  report_needs_reset(broken_log_, "virtio-rng", what, err, *a.interrupt);
 }
 
-void RngDevice::on_notify() {
-  drain(notify_fd_);
+void RngDevice::on_notify(Active& a) {
+  std::uint64_t n = 0;
+  [[maybe_unused]] auto got = ::read(a.notify_fd, &n, sizeof n);
   m_event_count_.add();
   // Throttled: the timer resumes the queue; looking now would only be
   // refused again.
-  if (throttled_) return;
-  process_queue();
+  if (a.throttled) return;
+  process_queue(a);
 }
 
-void RngDevice::on_timer() {
+void RngDevice::on_timer(Active& a) {
   timer_->drain();
-  throttled_ = false;
-  process_queue();
+  a.throttled = false;
+  process_queue(a);
 }
 
-Expected<std::optional<DescriptorChain>> RngDevice::pop() {
-  auto popped = queue_->pop(*mem_);
+Expected<std::optional<DescriptorChain>> RngDevice::pop(Active& a) {
+  auto popped = a.queue->pop(*a.mem);
   if (!popped || *popped || !(acked_ & kFeatureEventIdx)) return popped;
   // Ask for a notification when buffers come, then look once more: a chain
   // published in between would otherwise wait for one that never comes.
-  auto more = queue_->enable_notification(*mem_);
+  auto more = a.queue->enable_notification(*a.mem);
   if (!more) return tl::unexpected(more.error());
   if (!*more) return std::optional<DescriptorChain>();
-  return queue_->pop(*mem_);
+  return a.queue->pop(*a.mem);
 }
 
-void RngDevice::process_queue() {
-  if (broken_ || queue_ == nullptr) return;
-  Queue& q = *queue_;
+void RngDevice::process_queue(Active& a) {
+  if (a.broken || a.queue == nullptr) return;
+  Queue& q = *a.queue;
   const std::uint16_t used_before = q.next_used();
   for (unsigned done = 0;; ++done) {
     if (done == kBudget) {
@@ -196,9 +184,9 @@ void RngDevice::process_queue() {
       }
       break;
     }
-    auto popped = pop();
+    auto popped = pop(a);
     if (!popped) {
-      mark_broken("malformed request queue", popped.error());
+      mark_broken(a, "malformed request queue", popped.error());
       break;
     }
     if (!*popped) break;
@@ -217,38 +205,38 @@ void RngDevice::process_queue() {
       if (!limiter_.consume(len, 1)) {
         // Keep the request for when the limiter allows it.
         q.undo_pop();
-        throttled_ = true;
+        a.throttled = true;
         m_throttled_.add();
         if (auto r = timer_->arm_at(limiter_.ready_at(len, 1)); !r) {
           // Without a timer, the next notification retries instead.
-          throttled_ = false;
+          a.throttled = false;
           LOG_ERROR("virtio-rng: arming the rate-limit timer: %s", r.error().message().c_str());
         }
         break;
       }
-      filled = fill(chain, len);
+      filled = fill(a, chain, len);
     }
-    if (auto r = q.add_used(*mem_, chain.head, filled); !r) {
-      mark_broken("adding to the used ring", r.error());
+    if (auto r = q.add_used(*a.mem, chain.head, filled); !r) {
+      mark_broken(a, "adding to the used ring", r.error());
       break;
     }
     m_bytes_.add(filled);
   }
-  if (broken_ || q.next_used() == used_before) return;
-  auto needed = q.needs_notification(*mem_);
+  if (a.broken || q.next_used() == used_before) return;
+  auto needed = q.needs_notification(*a.mem);
   if (!needed) {
-    mark_broken("reading the used event", needed.error());
+    mark_broken(a, "reading the used event", needed.error());
     return;
   }
   if (*needed) {
-    if (auto r = interrupt_->signal_used_queue(); !r && log_.allow()) {
+    if (auto r = a.interrupt->signal_used_queue(); !r && log_.allow()) {
       LOG_WARN("virtio-rng: signalling the used queue: %s", r.error().message().c_str());
     }
   }
 }
 
-std::uint32_t RngDevice::fill(const DescriptorChain& chain, std::size_t len) {
-  Writer writer(*mem_, chain);
+std::uint32_t RngDevice::fill(Active& a, const DescriptorChain& chain, std::size_t len) {
+  Writer writer(*a.mem, chain);
   auto slices = writer.slices(len);
   if (!slices) {
     // pop() checked every descriptor against guest RAM: not expected.

@@ -12,9 +12,9 @@
 //
 // Threading: queue work runs in EventLoop callbacks (queue notify fd, and
 // the ThrottleTimer's fd while the limiter refuses a request), never on a
-// vCPU; a Guard's mutex serialises them against activate() and reset()
-// (vCPU threads), as in NetDevice. While throttled, notifications only
-// drain their eventfd: the timer resumes the queue when the limiter allows.
+// vCPU; the DeviceLifecycle's mutex serialises them against activate() and
+// reset() (vCPU threads). While throttled, notifications only drain their
+// eventfd: the timer resumes the queue when the limiter allows.
 //
 // Metrics group "entropy": entropy_event_count (queue notifications),
 // entropy_bytes (bytes given to the guest), host_rng_fails,
@@ -31,8 +31,11 @@
 #include <optional>
 #include <vector>
 
+#include "virtio/config_space.hpp"
+#include "virtio/device_lifecycle.hpp"
 #include "virtio/rate_limiter.hpp"
 #include "virtio/virtio_device.hpp"
+#include "vmm/core/event_registration.hpp"
 #include "vmm/core/log.hpp"
 #include "vmm/core/metrics.hpp"
 
@@ -43,6 +46,16 @@ inline constexpr std::uint16_t kQueueSize = 256;
 // page or so; a huge guest buffer does not make the host read megabytes).
 inline constexpr std::size_t kMaxRequestBytes = 64 * 1024;
 
+// The device's own state as data (snapshots); its queue is in the
+// transport's state. Rate-limiter buckets are configuration and start full.
+struct RngDeviceState {
+  static constexpr std::uint32_t kVersion = 1;
+  std::uint32_t version = kVersion;
+  std::uint64_t acked_features = 0;
+  bool activated = false;
+  bool operator==(const RngDeviceState&) const = default;
+};
+
 class RngDevice : public VirtioDevice {
  public:
   // getrandom(2)-like: fills up to `len` bytes at `buf`, returns how many,
@@ -50,8 +63,10 @@ class RngDevice : public VirtioDevice {
   using Source = std::function<ssize_t(void* buf, std::size_t len)>;
 
   // Without limits the device is unlimited. `source` defaults to
-  // getrandom(buf, len, 0).
-  explicit RngDevice(std::optional<TokenBucketParams> bandwidth = std::nullopt,
+  // getrandom(buf, len, 0). `metrics` (the creator's "entropy" group)
+  // receives the counters and must outlive the device.
+  explicit RngDevice(metrics::Group& metrics,
+                     std::optional<TokenBucketParams> bandwidth = std::nullopt,
                      std::optional<TokenBucketParams> ops = std::nullopt, Source source = {});
   ~RngDevice() override;
   RngDevice(const RngDevice&) = delete;
@@ -77,43 +92,45 @@ class RngDevice : public VirtioDevice {
   // Whether a request waits for the rate limiter.
   bool throttled() const;
 
+  // Whole state; take it while inactive or with the event loop parked.
+  RngDeviceState save() const;
+  // Takes the negotiated features from `state` (untrusted) into an
+  // inactive device; the transport's restore then activates it if it was.
+  Expected<void> restore(const RngDeviceState& state);
+
   static constexpr std::uint64_t kFeatures =
       kFeatureVersion1 | kFeatureEventIdx | kFeatureIndirectDesc;
 
  private:
-  struct Guard {
-    std::mutex mu;
-    bool active = false;
+  // What exists between activate() and reset().
+  struct Active {
+    const GuestMemory* mem = nullptr;
+    Queue* queue = nullptr;  // null: the driver left it unready
+    int notify_fd = -1;
+    std::shared_ptr<Interrupt> interrupt;
+    bool broken = false;
+    bool throttled = false;
+    EventRegistration notify;
+    EventRegistration timer;
   };
 
-  // Callbacks, on the loop thread with guard_->mu held.
-  void on_notify();
-  void on_timer();
+  // Callbacks, on the loop thread with the lifecycle's mutex held.
+  void on_notify(Active& a);
+  void on_timer(Active& a);
 
-  void process_queue();
-  Expected<std::optional<DescriptorChain>> pop();
+  void process_queue(Active& a);
+  Expected<std::optional<DescriptorChain>> pop(Active& a);
   // Fills up to `len` writable bytes of `chain`; the count filled, 0 when
   // the host source failed.
-  std::uint32_t fill(const DescriptorChain& chain, std::size_t len);
-  void mark_broken(const char* what, const Error& err);
-  void teardown(EventLoop& loop, bool notify_added, bool timer_added);
+  std::uint32_t fill(Active& a, const DescriptorChain& chain, std::size_t len);
+  void mark_broken(Active& a, const char* what, const Error& err);
 
   Source source_;
   RateLimiter limiter_;
   // Created once by the constructor (immutable after, so update_rate_limiter
   // may use it from any thread); an error is reported by activate().
   Expected<ThrottleTimer> timer_;
-  const std::shared_ptr<Guard> guard_ = std::make_shared<Guard>();
-
-  // Guarded by guard_->mu.
-  std::uint64_t acked_ = 0;
-  const GuestMemory* mem_ = nullptr;
-  Queue* queue_ = nullptr;
-  int notify_fd_ = -1;
-  std::shared_ptr<Interrupt> interrupt_;
-  EventLoop* loop_ = nullptr;
-  bool broken_ = false;
-  bool throttled_ = false;
+  std::uint64_t acked_ = 0;  // under life_.lock()
 
   metrics::Counter& m_event_count_;
   metrics::Counter& m_bytes_;
@@ -122,6 +139,8 @@ class RngDevice : public VirtioDevice {
   log::RateLimit log_;
   // Survives resets: one line per activation would let a guest flood the log.
   log::RateLimit broken_log_{4};
+  // Last: destroyed first, while what the callbacks use still exists.
+  DeviceLifecycle<Active> life_;
 };
 
 }  // namespace hvz::virtio::rng

@@ -100,7 +100,7 @@ class ConsoleDeviceTest : public ::testing::Test {
     EXPECT_LE(next_, kMemSize);
     return a;
   }
-  void create(int out, int in) { device_.emplace(out, in); }
+  void create(int out, int in) { device_.emplace(out, in, metrics::registry().group("console")); }
   void activate(std::uint64_t acked = kFeatureVersion1) {
     device_->ack_features(acked);
     ASSERT_TRUE(device_->activate(
@@ -126,7 +126,7 @@ class ConsoleDeviceTest : public ::testing::Test {
 };
 
 TEST(ConsoleDevice, OffersFeaturesQueuesAndWindowSize) {
-  ConsoleDevice dev(1, -1);
+  ConsoleDevice dev(1, -1, metrics::registry().group("console"));
   EXPECT_EQ(dev.device_type(), 3u);
   EXPECT_TRUE(dev.features() & kFeatureVersion1);
   EXPECT_TRUE(dev.features() & kFeatureEventIdx);
@@ -152,7 +152,7 @@ TEST(ConsoleDevice, OffersFeaturesQueuesAndWindowSize) {
   dev.read_config(~std::uint64_t{0} - 1, far);
   EXPECT_EQ(far, (std::array<std::uint8_t, 4>{}));
 
-  ConsoleDevice wide(1, -1, WindowSize{132, 50});
+  ConsoleDevice wide(1, -1, metrics::registry().group("console"), WindowSize{132, 50});
   wide.read_config(0, raw);
   EXPECT_EQ(raw, (std::array<std::uint8_t, 4>{132, 0, 50, 0}));
 }

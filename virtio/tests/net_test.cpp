@@ -86,7 +86,8 @@ class NetDeviceTest : public ::testing::Test {
     tx_notify_.emplace(std::move(*b));
     SocketPair p = make_pair();
     peer_ = std::move(p.peer);
-    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, "test0");
+    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, "test0",
+                    metrics::registry().group("net_test0"));
   }
   void TearDown() override {
     if (device_) device_->reset();
@@ -157,7 +158,8 @@ constexpr std::uint64_t kOffloadBits = kFeatureCsum | kFeatureGuestCsum | kFeatu
 
 TEST(NetDevice, WithoutOffloadSupportOffersNoOffloadBitsAndNoMacWhenAbsent) {
   SocketPair p = make_pair();
-  NetDevice dev(Tap::from_fd(std::move(p.device)), std::nullopt, "test0");
+  NetDevice dev(Tap::from_fd(std::move(p.device)), std::nullopt, "test0",
+                metrics::registry().group("net_test0"));
   const std::uint64_t f = dev.features();
   EXPECT_EQ(dev.device_type(), 1u);
   EXPECT_EQ(dev.queue_max_sizes(), (std::vector<std::uint16_t>{256, 256}));
@@ -174,7 +176,8 @@ TEST(NetDevice, WithoutOffloadSupportOffersNoOffloadBitsAndNoMacWhenAbsent) {
 
 TEST(NetDevice, WithOffloadSupportOffersOffloadsAndMapsGuestFeaturesToTapFlags) {
   SocketPair p = make_pair();
-  NetDevice dev(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), std::nullopt, "test0");
+  NetDevice dev(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), std::nullopt, "test0",
+                metrics::registry().group("net_test0"));
   EXPECT_EQ(dev.features() & kOffloadBits, kOffloadBits);
   dev.ack_features(kFeatureVersion1 | kFeatureGuestCsum | kFeatureGuestTso4 | kFeatureHostTso6);
   EXPECT_EQ(dev.tap().offloads(), kTunOffloadCsum | kTunOffloadTso4);
@@ -277,7 +280,8 @@ TEST_F(NetDeviceTest, TxOffloadHeaderNotNegotiatedIsDropped) {
 TEST_F(NetDeviceTest, TxOffloadHeaderPassesWhenNegotiated) {
   SocketPair p = make_pair();
   peer_ = std::move(p.peer);
-  device_.emplace(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), kMac, "test0");
+  device_.emplace(Tap::from_fd(std::move(p.device), /*fake_offloads=*/true), kMac, "test0",
+                  metrics::registry().group("net_test0"));
   activate(kFeatureVersion1 | kFeatureCsum | kFeatureHostTso4);
   const Bytes tso4 = packet(pattern(3000, 21), kHdrFlagNeedsCsum, 1);
   const Bytes tso6 = packet(pattern(3000, 22), kHdrFlagNeedsCsum, 4);  // HOST_TSO6 not acked
@@ -498,7 +502,8 @@ class NetLimitTest : public NetDeviceTest {
   void limited(const std::string& id, RateLimits rx, RateLimits tx) {
     SocketPair p = make_pair();
     peer_ = std::move(p.peer);
-    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, id, rx, tx);
+    device_.emplace(Tap::from_fd(std::move(p.device)), kMac, id,
+                    metrics::registry().group("net_" + id), rx, tx);
   }
   // Dispatches during `span` (a device spinning on a throttled queue shows).
   int dispatches_during(std::chrono::milliseconds span) {

@@ -57,7 +57,7 @@ class RngTest : public ::testing::Test {
   void make_device(std::optional<TokenBucketParams> bw = std::nullopt,
                    std::optional<TokenBucketParams> ops = std::nullopt,
                    RngDevice::Source source = {}) {
-    device_.emplace(bw, ops, std::move(source));
+    device_.emplace(metrics::registry().group("entropy"), bw, ops, std::move(source));
   }
   void activate(std::uint64_t acked = RngDevice::kFeatures) {
     device_->ack_features(acked);
@@ -111,7 +111,7 @@ struct CountingSource {
 };
 
 TEST(RngDevice, IdentityFeaturesAndEmptyConfig) {
-  RngDevice dev;
+  RngDevice dev(metrics::registry().group("entropy"));
   EXPECT_EQ(dev.device_type(), 4u);
   EXPECT_EQ(dev.queue_max_sizes(), (std::vector<std::uint16_t>{256}));
   EXPECT_TRUE(dev.features() & kFeatureVersion1);

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "vmm/core/le.hpp"
+
 namespace hvz::x86_64::acpi::aml {
 namespace {
 
@@ -33,10 +35,6 @@ constexpr std::uint8_t kIoPortTag = 0x47;  // small item 0x08, length 7
 constexpr std::uint8_t kEndTag = 0x79;     // small item 0x0f, length 1
 constexpr std::uint8_t kMemory32FixedTag = 0x86;
 constexpr std::uint8_t kExtendedInterruptTag = 0x89;
-
-void put_le(Bytes& out, std::uint64_t value, int size) {
-  for (int i = 0; i < size; ++i) out.push_back(static_cast<std::uint8_t>(value >> (8 * i)));
-}
 
 void append(Bytes& out, const Bytes& more) {
   out.insert(out.end(), more.begin(), more.end());
@@ -119,23 +117,23 @@ Bytes integer(std::uint64_t value) {
     out.push_back(kOneOp);
   } else if (value <= 0xff) {
     out.push_back(kBytePrefix);
-    put_le(out, value, 1);
+    append_le(out, value, 1);
   } else if (value <= 0xffff) {
     out.push_back(kWordPrefix);
-    put_le(out, value, 2);
+    append_le(out, value, 2);
   } else if (value <= 0xffffffff) {
     out.push_back(kDWordPrefix);
-    put_le(out, value, 4);
+    append_le(out, value, 4);
   } else {
     out.push_back(kQWordPrefix);
-    put_le(out, value, 8);
+    append_le(out, value, 8);
   }
   return out;
 }
 
 Bytes dword(std::uint32_t value) {
   Bytes out{kDWordPrefix};
-  put_le(out, value, 4);
+  append_le(out, value, 4);
   return out;
 }
 
@@ -314,8 +312,8 @@ Term resource_template(const std::vector<Term>& descriptors) {
 
 Bytes io_port(std::uint16_t min, std::uint16_t max, std::uint8_t alignment, std::uint8_t length) {
   Bytes out{kIoPortTag, 0x01};  // Decode16: the device decodes all 16 address bits
-  put_le(out, min, 2);
-  put_le(out, max, 2);
+  append_le(out, min, 2);
+  append_le(out, max, 2);
   out.push_back(alignment);
   out.push_back(length);
   return out;
@@ -323,22 +321,22 @@ Bytes io_port(std::uint16_t min, std::uint16_t max, std::uint8_t alignment, std:
 
 Bytes memory32_fixed(bool read_write, std::uint32_t base, std::uint32_t length) {
   Bytes out{kMemory32FixedTag};
-  put_le(out, 9, 2);  // information byte + base + length
+  append_le(out, 9, 2);  // information byte + base + length
   out.push_back(read_write ? 0x01 : 0x00);
-  put_le(out, base, 4);
-  put_le(out, length, 4);
+  append_le(out, base, 4);
+  append_le(out, length, 4);
   return out;
 }
 
 Bytes extended_interrupt(Trigger trigger, Polarity polarity, bool shared, std::uint32_t gsi) {
   Bytes out{kExtendedInterruptTag};
-  put_le(out, 6, 2);  // flags + table length + one 32-bit interrupt number
+  append_le(out, 6, 2);  // flags + table length + one 32-bit interrupt number
   // Bit 0 consumer, bit 1 edge, bit 2 active low, bit 3 shared.
   out.push_back(static_cast<std::uint8_t>(0x01 | (static_cast<std::uint8_t>(trigger) << 1) |
                                           (static_cast<std::uint8_t>(polarity) << 2) |
                                           (shared ? 0x08 : 0x00)));
   out.push_back(1);
-  put_le(out, gsi, 4);
+  append_le(out, gsi, 4);
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "vmm/core/format.hpp"
+#include "vmm/core/le.hpp"
 #include "vmm/x86_64/acpi/aml.hpp"
 #include "vmm/x86_64/layout.hpp"
 
@@ -60,12 +61,6 @@ constexpr std::uint32_t kMadtLapicEnabled = 1;
 // Firecracker's choice: KVM's in-kernel IOAPIC resets its ID register to 0,
 // and Linux only keeps IOAPIC ids unique among IOAPICs, so 0 is right.
 constexpr std::uint8_t kIoapicId = 0;
-
-void put_le(Bytes& b, std::size_t offset, std::uint64_t value, std::size_t size) {
-  for (std::size_t i = 0; i < size; ++i) {
-    b[offset + i] = static_cast<std::uint8_t>(value >> (8 * i));
-  }
-}
 
 void put_str(Bytes& b, std::size_t offset, std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) b[offset + i] = static_cast<std::uint8_t>(s[i]);
