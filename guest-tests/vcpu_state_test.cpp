@@ -43,7 +43,8 @@ constexpr std::uint16_t kResultPort = 0x510;
 
 // 16-bit real mode: for cx = 3000 down to 1 { ax:bx += cx; [0x3000] = ax;
 // st0 += 1; out 0x80, al } then out 0x510 the sum (low, high), the x87
-// count (stored through [0x3002]) and [0x3000]; hlt.
+// count (stored through [0x3002]) and [0x3000]; hlt. (With the in-kernel
+// irqchip a HLT does not exit: the run ends at the last result OUT.)
 const std::vector<std::uint8_t> kProgram = {
     0xb9, kIterations & 0xff, kIterations >> 8,  // mov cx, 3000
     0x31, 0xc0,                                  // xor ax, ax
@@ -140,7 +141,9 @@ struct TestVm {
     return vcpu->set_regs(regs);
   }
 
-  // Runs until HLT or `max_exits` PIO exits; returns the last exit reason.
+  // Runs until the program has written its four results (kProgramDone),
+  // another exit than PIO, or `max_exits` PIO exits; returns the reason.
+  static constexpr std::uint32_t kProgramDone = ~std::uint32_t{0};
   Expected<std::uint32_t> run(std::size_t max_exits) {
     for (std::size_t exits = 0; exits < max_exits;) {
       if (auto r = vcpu->run(); !r) {
@@ -160,6 +163,7 @@ struct TestVm {
         }
       }
       ++exits;
+      if (results->bytes.size() >= 8) return kProgramDone;
     }
     return std::uint32_t{KVM_EXIT_IO};
   }
@@ -199,7 +203,8 @@ TEST(VcpuState, RestoredVcpuFinishesTheProgramLikeTheOriginal) {
   ASSERT_TRUE(vcpu_state) << vcpu_state.error().message();
   EXPECT_FALSE(vcpu_state->cpuid.empty());
   EXPECT_FALSE(vcpu_state->msrs.empty());
-  EXPECT_EQ(vcpu_state->regs.rcx, kIterations - kTicksBeforeSave) << "cx counts down";
+  // The 1000th OUT completed; its LOOP, which decrements cx, has not run.
+  EXPECT_EQ(vcpu_state->regs.rcx, kIterations - kTicksBeforeSave + 1u) << "cx counts down";
 
   // A second VM with a copy of the memory, rebuilt from the state.
   auto copy = TestVm::create();
@@ -228,8 +233,8 @@ TEST(VcpuState, RestoredVcpuFinishesTheProgramLikeTheOriginal) {
   ASSERT_TRUE(original_end) << original_end.error().message();
   auto copy_end = copy->run(kIterations + 10);
   ASSERT_TRUE(copy_end) << copy_end.error().message();
-  EXPECT_EQ(*original_end, std::uint32_t{KVM_EXIT_HLT}) << exit_reason_name(*original_end);
-  EXPECT_EQ(*copy_end, std::uint32_t{KVM_EXIT_HLT}) << exit_reason_name(*copy_end);
+  EXPECT_EQ(*original_end, TestVm::kProgramDone) << exit_reason_name(*original_end);
+  EXPECT_EQ(*copy_end, TestVm::kProgramDone) << exit_reason_name(*copy_end);
 
   // sum(1..3000) = 4501500 = 0x44affc; the x87 counted 3000 = 0xbb8.
   const std::vector<std::uint8_t> expected = {0xfc, 0xaf, 0x44, 0x00, 0xb8, 0x0b, 0xfc, 0xaf};
