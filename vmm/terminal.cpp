@@ -83,14 +83,42 @@ Expected<std::unique_ptr<InputPump>> InputPump::start(int fd,
                                                       std::shared_ptr<devices::Serial> serial) {
   auto stop = EventFd::create();
   if (!stop) return tl::unexpected(stop.error());
-  std::unique_ptr<InputPump> pump(new InputPump(fd, std::move(serial), std::move(*stop)));
+  auto wake = EventFd::create();
+  if (!wake) return tl::unexpected(wake.error());
+  std::unique_ptr<InputPump> pump(
+      new InputPump(fd, std::move(serial), std::move(*stop), std::move(*wake)));
   pump->thread_ = std::thread([p = pump.get()] { p->run(); });
   return pump;
 }
 
 InputPump::~InputPump() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
   (void)stop_.signal();
   if (thread_.joinable()) thread_.join();
+}
+
+void InputPump::pause() {
+  std::lock_guard lock(mutex_);  // not while bytes go into the UART
+  paused_ = true;
+  (void)wake_.signal();
+}
+
+void InputPump::resume() {
+  {
+    std::lock_guard lock(mutex_);
+    paused_ = false;
+  }
+  cv_.notify_all();
+}
+
+bool InputPump::wait_unpaused() {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [this] { return !paused_ || stopping_; });
+  return !stopping_;
 }
 
 void InputPump::run() {
@@ -98,23 +126,32 @@ void InputPump::run() {
   std::uint8_t buf[64];
   std::size_t have = 0;
   std::size_t at = 0;
-  while (true) {
+  while (wait_unpaused()) {
     if (at < have) {
       // The guest has not drained the FIFO yet: offer the rest shortly.
-      auto took = serial_->enqueue_input(std::span(buf + at, have - at));
-      if (took) at += *took;
+      {
+        std::lock_guard lock(mutex_);
+        if (paused_) continue;
+        auto took = serial_->enqueue_input(std::span(buf + at, have - at));
+        if (took) at += *took;
+      }
       if (at < have) {
-        pollfd p{stop_.fd(), POLLIN, 0};
-        if (::poll(&p, 1, 5) > 0) return;
+        pollfd p[2] = {{stop_.fd(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
+        if (::poll(p, 2, 5) > 0 && p[0].revents) return;
+        wake_.consume();
         continue;
       }
     }
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_.fd(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    pollfd fds[3] = {{fd_, POLLIN, 0}, {stop_.fd(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
+    if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       return;
     }
     if (fds[1].revents) return;
+    if (fds[2].revents) {
+      wake_.consume();  // paused: park before reading anything
+      continue;
+    }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(fd_, buf, sizeof buf);
       if (n <= 0) {

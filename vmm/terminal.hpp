@@ -5,7 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "devices/serial.hpp"
@@ -44,14 +46,25 @@ class InputPump {
   static Expected<std::unique_ptr<InputPump>> start(int fd,
                                                     std::shared_ptr<devices::Serial> serial);
   ~InputPump();
+  // pause() returns once the pump will not touch the UART (nor read `fd`)
+  // until resume(): part of the VM's quiesce contract.
+  void pause();
+  void resume();
 
  private:
-  InputPump(int fd, std::shared_ptr<devices::Serial> serial, EventFd stop)
-      : fd_(fd), serial_(std::move(serial)), stop_(std::move(stop)) {}
+  InputPump(int fd, std::shared_ptr<devices::Serial> serial, EventFd stop, EventFd wake)
+      : fd_(fd), serial_(std::move(serial)), stop_(std::move(stop)), wake_(std::move(wake)) {}
   void run();
+  // Blocks while paused; false once the pump is stopping.
+  bool wait_unpaused();
   int fd_;
   std::shared_ptr<devices::Serial> serial_;
   EventFd stop_;
+  EventFd wake_;      // signalled by pause(): a thread in poll() comes to park
+  std::mutex mutex_;  // held while bytes go into the UART
+  std::condition_variable cv_;
+  bool paused_ = false;    // under mutex_
+  bool stopping_ = false;  // under mutex_
   std::thread thread_;
 };
 

@@ -462,6 +462,7 @@ Expected<void> Vm::pause() {
   if (!started_.load() || paused_) return {};
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
+  if (input_) input_->pause();               // no more serial input
   for (auto& t : transports_) t->quiesce();  // I/O workers idle, async I/O done
   paused_ = true;
   return {};
@@ -472,6 +473,7 @@ Expected<void> Vm::resume() {
   if (finished_ || control_->stopping()) return make_error(Errc::kInvalidArgument, kFinished);
   if (!paused_) return {};
   for (auto& t : transports_) t->unquiesce();
+  if (input_) input_->resume();
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
   paused_ = false;
