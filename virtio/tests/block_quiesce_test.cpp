@@ -39,10 +39,6 @@ constexpr std::uint64_t kData = 0x30000;
 constexpr std::uint32_t kDataLen = 4096;
 constexpr std::uint64_t kSlots = 16;  // distinct disk blocks written
 
-std::string engine_name(const ::testing::TestParamInfo<IoEngine>& info) {
-  return to_string(info.param);
-}
-
 class BlockQuiesceTest : public ::testing::TestWithParam<IoEngine> {
  protected:
   void SetUp() override {

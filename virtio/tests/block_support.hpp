@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "virtio/block/block_device.hpp"
 #include "virtio/block/request.hpp"
 #include "virtio/queue.hpp"
 #include "vmm/core/guest_memory.hpp"
@@ -62,6 +63,11 @@ inline std::vector<std::uint8_t> pattern(std::size_t len, std::uint8_t seed) {
   std::vector<std::uint8_t> v(len);
   for (std::size_t i = 0; i < len; ++i) v[i] = static_cast<std::uint8_t>(seed + i * 7 + (i >> 9));
   return v;
+}
+
+// Names the parameterised tests after their I/O engine (".../Sync").
+inline std::string engine_name(const ::testing::TestParamInfo<IoEngine>& info) {
+  return to_string(info.param);
 }
 
 inline GuestMemory make_memory() {

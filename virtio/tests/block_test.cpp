@@ -387,10 +387,6 @@ using testing::EpollLoop;
 using testing::FakeInterrupt;
 using testing::TestRing;
 
-std::string engine_name(const ::testing::TestParamInfo<IoEngine>& info) {
-  return to_string(info.param);
-}
-
 // The device with the engine of the test parameter; every test runs with
 // both engines.
 class BlockDeviceTest : public ::testing::TestWithParam<IoEngine> {

@@ -42,12 +42,6 @@ using namespace std::chrono_literals;
 
 constexpr std::uint16_t kRingSize = 16;
 
-GuestMemory memory() {
-  auto m = GuestMemory::create({{GuestAddress(0), 0x100000}});
-  EXPECT_TRUE(m) << m.error().message();
-  return std::move(*m);
-}
-
 EventFd eventfd() {
   auto e = EventFd::create();
   EXPECT_TRUE(e);
@@ -95,7 +89,7 @@ void rebuild_queue(TestRing& ring, const QueueState& state, const GuestMemory& m
 // ---- Queue ----
 
 TEST(QueueState, SavesAndRestoresPositionsAndLayout) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   TestRing ring(mem, 0x1000, kRingSize);
   ring.queue().set_features(kFeatureEventIdx);
   Buffers buf(mem);
@@ -120,7 +114,7 @@ TEST(QueueState, SavesAndRestoresPositionsAndLayout) {
 }
 
 TEST(QueueState, RestoreRefusesStatesThatDoNotFit) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   TestRing ring(mem, 0x1000, kRingSize);
   const QueueState good = ring.queue().save();
   Queue q(kRingSize);
@@ -148,10 +142,6 @@ TEST(QueueState, RestoreRefusesStatesThatDoNotFit) {
 
 // ---- virtio-blk ----
 
-std::string engine_name(const ::testing::TestParamInfo<block::IoEngine>& info) {
-  return block::to_string(info.param);
-}
-
 class BlockStateTest : public ::testing::TestWithParam<block::IoEngine> {
  protected:
   std::unique_ptr<block::BlockDevice> make_device(const std::string& id = "state-1") {
@@ -176,7 +166,7 @@ class BlockStateTest : public ::testing::TestWithParam<block::IoEngine> {
   }
 
   block::TempFile file_{block::kDiskBytes};
-  GuestMemory mem_ = memory();
+  GuestMemory mem_ = block::make_memory();
   Buffers buf_{mem_};
   TestRing ring_{mem_, 0x1000, kRingSize};
   EventFd notify_ = eventfd();
@@ -187,7 +177,7 @@ class BlockStateTest : public ::testing::TestWithParam<block::IoEngine> {
 
 INSTANTIATE_TEST_SUITE_P(Engines, BlockStateTest,
                          ::testing::Values(block::IoEngine::kSync, block::IoEngine::kAsync),
-                         engine_name);
+                         block::engine_name);
 
 TEST_P(BlockStateTest, RebuiltDeviceSavesTheSameStateAndGoesOn) {
   auto dev = make_device();
@@ -256,7 +246,7 @@ TEST_P(BlockStateTest, RestoreRefusesStatesThatDoNotFit) {
 // ---- virtio-rng ----
 
 TEST(RngState, RebuiltDeviceSavesTheSameStateAndGoesOn) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   Buffers buf(mem);
   TestRing ring(mem, 0x1000, kRingSize);
   EventFd notify = eventfd();
@@ -308,7 +298,7 @@ Pair socket_pair() {
 }
 
 TEST(NetState, RebuiltDeviceSavesTheSameStateAndGoesOn) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   Buffers buf(mem);
   TestRing rx(mem, 0x1000, kRingSize);
   TestRing tx(mem, 0x2000, kRingSize);
@@ -385,7 +375,7 @@ TEST(NetState, RebuiltDeviceSavesTheSameStateAndGoesOn) {
 // ---- virtio-console ----
 
 TEST(ConsoleState, RebuiltDeviceSavesTheSameStateAndGoesOn) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   Buffers buf(mem);
   TestRing rx(mem, 0x1000, kRingSize);
   TestRing tx(mem, 0x2000, kRingSize);
@@ -445,7 +435,7 @@ TEST(ConsoleState, RebuiltDeviceSavesTheSameStateAndGoesOn) {
 }
 
 TEST(ConsoleState, AChainCutByQuiesceResumesWhereItStopped) {
-  const GuestMemory mem = memory();
+  const GuestMemory mem = block::make_memory();
   Buffers buf(mem);
   TestRing rx(mem, 0x1000, kRingSize);
   TestRing tx(mem, 0x2000, kRingSize);
@@ -560,7 +550,7 @@ class TransportStateTest : public ::testing::Test {
     transport_ = *t;
   }
 
-  GuestMemory mem_ = memory();
+  GuestMemory mem_ = block::make_memory();
   Buffers buf_{mem_};
   // The driver's view of the ring the transport's queue 0 points at.
   TestRing ring_{mem_, 0x1000, kRingSize};
