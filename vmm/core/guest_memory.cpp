@@ -2,6 +2,11 @@
 #include "vmm/core/guest_memory.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <string>
 
@@ -15,10 +20,9 @@ std::string range_text(GuestAddress addr, std::uint64_t len) {
   return buf;
 }
 
-}  // namespace
-
-Expected<GuestMemory> GuestMemory::create(const std::vector<MemoryRange>& ranges, bool huge_pages) {
-  std::vector<Region> regions;
+// The ranges' layout rules: sorted, disjoint, non-empty, not wrapping.
+Expected<void> check_ranges(const std::vector<MemoryRange>& ranges) {
+  if (ranges.empty()) return make_error(Errc::kInvalidArgument, "guest memory has no ranges");
   std::optional<GuestAddress> prev_end;
   for (const auto& r : ranges) {
     auto end = r.start.checked_add(r.size);
@@ -30,23 +34,117 @@ Expected<GuestMemory> GuestMemory::create(const std::vector<MemoryRange>& ranges
       return make_error(Errc::kInvalidArgument, "guest memory ranges overlap or are unsorted");
     }
     prev_end = end;
+  }
+  return {};
+}
+
+// Guest RAM is never copied into a child: a fork would otherwise share
+// KVM-mapped pages copy-on-write with it (QEMU does the same). It also
+// keeps the mapping a VMA of its own (flag "dc" in /proc/PID/smaps), which
+// is how the quiesce guest test finds and checksums guest RAM.
+Expected<void> dont_fork(const MmapRegion& mapping) {
+  if (::madvise(mapping.data(), mapping.size(), MADV_DONTFORK) < 0) {
+    return sys_error("madvise(MADV_DONTFORK) on guest memory");
+  }
+  return {};
+}
+
+bool all_zero(std::span<const std::byte> bytes) {
+  // Word at a time: the buffers are page aligned and a multiple of 8 long.
+  const auto* p = reinterpret_cast<const std::uint64_t*>(bytes.data());
+  std::uint64_t acc = 0;
+  for (std::size_t i = 0; i < bytes.size() / 8; ++i) acc |= p[i];
+  return acc == 0;
+}
+
+Expected<void> pwrite_all(int fd, std::span<const std::byte> data, std::uint64_t offset) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("write guest memory");
+    if (n == 0) return make_error(Errc::kSystem, "write guest memory: no progress");
+    data = data.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+}  // namespace
+
+Expected<GuestMemory> GuestMemory::create(const std::vector<MemoryRange>& ranges, bool huge_pages) {
+  if (auto r = check_ranges(ranges); !r) return tl::unexpected(r.error());
+  std::vector<Region> regions;
+  for (const auto& r : ranges) {
     auto mapping = MmapRegion::anonymous(r.size, huge_pages ? kHugePageSize : 0);
     if (!mapping) return tl::unexpected(mapping.error());
     if (huge_pages) {
       // Best effort: THP may be disabled on the host; the mapping still works.
       ::madvise(mapping->data(), mapping->size(), MADV_HUGEPAGE);
     }
-    // Guest RAM is never copied into a child: a fork would otherwise share
-    // KVM-mapped pages copy-on-write with it (QEMU does the same). It also
-    // keeps the mapping a VMA of its own (flag "dc" in /proc/PID/smaps),
-    // which is how the quiesce guest test finds and checksums guest RAM.
-    if (::madvise(mapping->data(), mapping->size(), MADV_DONTFORK) < 0) {
-      return sys_error("madvise(MADV_DONTFORK) on guest memory");
-    }
+    if (auto d = dont_fork(*mapping); !d) return tl::unexpected(d.error());
     regions.push_back(Region{r.start, std::move(*mapping)});
   }
-  if (regions.empty()) return make_error(Errc::kInvalidArgument, "guest memory has no ranges");
   return GuestMemory(std::move(regions));
+}
+
+Expected<GuestMemory> GuestMemory::from_file(const std::vector<MemoryRange>& ranges, int fd) {
+  if (auto r = check_ranges(ranges); !r) return tl::unexpected(r.error());
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) return sys_error("memory file: fstat");
+  if (!S_ISREG(st.st_mode)) {
+    return make_error(Errc::kInvalidArgument, "memory file is not a regular file");
+  }
+  std::uint64_t total = 0;
+  for (const auto& r : ranges) total += r.size;  // cannot wrap: ranges are disjoint
+  if (static_cast<std::uint64_t>(st.st_size) != total) {
+    return make_error(Errc::kInvalidArgument, "memory file holds " + std::to_string(st.st_size) +
+                                                  " bytes, the guest's memory is " +
+                                                  std::to_string(total));
+  }
+  std::vector<Region> regions;
+  std::uint64_t offset = 0;
+  for (const auto& r : ranges) {
+    auto mapping = MmapRegion::private_file(fd, offset, r.size);
+    if (!mapping) return tl::unexpected(mapping.error());
+    if (auto d = dont_fork(*mapping); !d) return tl::unexpected(d.error());
+    regions.push_back(Region{r.start, std::move(*mapping)});
+    offset += r.size;
+  }
+  return GuestMemory(std::move(regions));
+}
+
+Expected<void> GuestMemory::write_to(int fd) const {
+  // Truncating first turns every page of an older, longer or overwritten
+  // file into a hole, so skipped pages read back as zeros.
+  if (::ftruncate(fd, 0) < 0 || ::ftruncate(fd, static_cast<off_t>(total_size())) < 0) {
+    return sys_error("memory file: ftruncate");
+  }
+  constexpr std::size_t kPage = 4096;
+  std::uint64_t file_offset = 0;
+  for (const auto& region : regions_) {
+    const auto bytes = region.mapping.bytes();
+    // Runs of non-zero pages go out in one write each.
+    std::size_t run_start = 0;
+    std::size_t pos = 0;
+    while (pos < bytes.size()) {
+      const std::size_t len = std::min(kPage, bytes.size() - pos);
+      if (all_zero(bytes.subspan(pos, len))) {
+        if (pos > run_start) {
+          auto w =
+              pwrite_all(fd, bytes.subspan(run_start, pos - run_start), file_offset + run_start);
+          if (!w) return w;
+        }
+        run_start = pos + len;
+      }
+      pos += len;
+    }
+    if (pos > run_start) {
+      auto w = pwrite_all(fd, bytes.subspan(run_start, pos - run_start), file_offset + run_start);
+      if (!w) return w;
+    }
+    file_offset += bytes.size();
+  }
+  return {};
 }
 
 std::uint64_t GuestMemory::total_size() const {

@@ -35,6 +35,19 @@ class GuestMemory {
   static Expected<GuestMemory> create(const std::vector<MemoryRange>& ranges,
                                       bool huge_pages = false);
 
+  // Guest RAM restored from a memory file (GuestMemory::write_to's format:
+  // the ranges' bytes back to back, nothing else): each range is a private
+  // mapping of its part of `fd`, so pages are read when the guest first
+  // touches them and its writes never reach the file (clones of one file
+  // share the host's page cache). The file must hold exactly the ranges'
+  // total size.
+  static Expected<GuestMemory> from_file(const std::vector<MemoryRange>& ranges, int fd);
+
+  // Writes every region, back to back, to `fd` from offset 0 and makes the
+  // file exactly total_size() long. Pages that are all zeros are left as
+  // holes (not written), so an idle guest's unused RAM costs no disk.
+  Expected<void> write_to(int fd) const;
+
   const std::vector<Region>& regions() const { return regions_; }
   std::uint64_t total_size() const;
   // True when [addr, addr + len) lies wholly inside one region.

@@ -2,6 +2,7 @@
 #include "vmm/core/mmap_region.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 namespace hvz {
 
@@ -42,6 +43,18 @@ Expected<MmapRegion> MmapRegion::of_fd(int fd, std::size_t size, int prot) {
   if (size == 0) return make_error(Errc::kInvalidArgument, "mmap: zero-sized fd mapping");
   void* p = ::mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return sys_error("mmap fd");
+  return MmapRegion(p, size);
+}
+
+Expected<MmapRegion> MmapRegion::private_file(int fd, std::uint64_t offset, std::size_t size) {
+  if (size == 0) return make_error(Errc::kInvalidArgument, "mmap: zero-sized file mapping");
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (offset % page != 0) {
+    return make_error(Errc::kInvalidArgument, "mmap: file offset is not page aligned");
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+                   static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return sys_error("mmap file (private)");
   return MmapRegion(p, size);
 }
 

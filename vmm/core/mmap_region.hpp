@@ -29,6 +29,10 @@ class MmapRegion {
   static Expected<MmapRegion> anonymous(std::size_t size, std::size_t alignment = 0);
   // A shared mapping of `size` bytes of `fd` at offset 0.
   static Expected<MmapRegion> of_fd(int fd, std::size_t size, int prot);
+  // A private, writable mapping of `size` bytes of `fd` from `offset` (a
+  // multiple of the page size): pages are read from the file when first
+  // touched and copied on the first write, which the file never sees.
+  static Expected<MmapRegion> private_file(int fd, std::uint64_t offset, std::size_t size);
 
   std::span<std::byte> bytes() const { return {static_cast<std::byte*>(addr_), size_}; }
   std::size_t size() const { return size_; }

@@ -3,8 +3,17 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "vmm/core/unique_fd.hpp"
 
 namespace hvz {
 namespace {
@@ -68,6 +77,116 @@ TEST(GuestMemory, HugePageBackingIsAligned) {
   auto m = GuestMemory::create({{GuestAddress(0), 4 * kHugePageSize}}, true);
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(m->regions()[0].mapping.host_address() % kHugePageSize, 0u);
+}
+
+// A temporary file, removed at the end of the test.
+class TempFile {
+ public:
+  TempFile() {
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir != nullptr ? dir : "/tmp") + "/hvz-guest-memory-XXXXXX";
+    fd_ = UniqueFd(::mkstemp(path_.data()));
+  }
+  ~TempFile() { ::unlink(path_.c_str()); }
+  int fd() const { return fd_.get(); }
+  std::uint64_t size() const {
+    struct stat st {};
+    ::fstat(fd_.get(), &st);
+    return static_cast<std::uint64_t>(st.st_size);
+  }
+  // Bytes of the file that are allocated on disk (holes are not).
+  std::uint64_t allocated() const {
+    struct stat st {};
+    ::fstat(fd_.get(), &st);
+    return static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+
+ private:
+  UniqueFd fd_;
+  std::string path_;
+};
+
+TEST(GuestMemoryFile, WritesRegionsBackToBackAndRestoresThem) {
+  auto m = two_regions();
+  ASSERT_TRUE(m.write_obj<std::uint64_t>(GuestAddress(0x8), 0x1122334455667788));
+  ASSERT_TRUE(m.write_obj<std::uint32_t>(GuestAddress(0xfffc), 0xdeadbeef));
+  ASSERT_TRUE(m.write_obj<std::uint16_t>(GuestAddress(0x100000), 0xabcd));
+  ASSERT_TRUE(m.write_obj<std::uint8_t>(GuestAddress(0x10ffff), 0x5a));
+  TempFile f;
+  ASSERT_TRUE(f.fd() >= 0);
+  auto w = m.write_to(f.fd());
+  ASSERT_TRUE(w) << w.error().message();
+  EXPECT_EQ(f.size(), 0x20000u);
+  // The second region follows the first in the file.
+  std::uint16_t second = 0;
+  ASSERT_EQ(::pread(f.fd(), &second, 2, 0x10000), 2);
+  EXPECT_EQ(second, 0xabcd);
+
+  auto r = GuestMemory::from_file({{GuestAddress(0), 0x10000}, {GuestAddress(0x100000), 0x10000}},
+                                  f.fd());
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r->read_obj<std::uint64_t>(GuestAddress(0x8)), 0x1122334455667788u);
+  EXPECT_EQ(*r->read_obj<std::uint32_t>(GuestAddress(0xfffc)), 0xdeadbeefu);
+  EXPECT_EQ(*r->read_obj<std::uint16_t>(GuestAddress(0x100000)), 0xabcd);
+  EXPECT_EQ(*r->read_obj<std::uint8_t>(GuestAddress(0x10ffff)), 0x5a);
+  EXPECT_EQ(*r->read_obj<std::uint64_t>(GuestAddress(0x2000)), 0u);
+}
+
+TEST(GuestMemoryFile, RestoredWritesNeverReachTheFile) {
+  auto m = two_regions();
+  ASSERT_TRUE(m.write_obj<std::uint32_t>(GuestAddress(0x100), 7));
+  TempFile f;
+  ASSERT_TRUE(m.write_to(f.fd()));
+  const std::vector<MemoryRange> layout{{GuestAddress(0), 0x10000},
+                                        {GuestAddress(0x100000), 0x10000}};
+  auto a = GuestMemory::from_file(layout, f.fd());
+  auto b = GuestMemory::from_file(layout, f.fd());
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->write_obj<std::uint32_t>(GuestAddress(0x100), 8));
+  ASSERT_TRUE(a->write_obj<std::uint32_t>(GuestAddress(0x3000), 9));  // a hole in the file
+  EXPECT_EQ(*b->read_obj<std::uint32_t>(GuestAddress(0x100)), 7u);    // a clone is unaffected
+  EXPECT_EQ(*b->read_obj<std::uint32_t>(GuestAddress(0x3000)), 0u);
+  std::uint32_t in_file = 0;
+  ASSERT_EQ(::pread(f.fd(), &in_file, 4, 0x100), 4);
+  EXPECT_EQ(in_file, 7u);
+}
+
+TEST(GuestMemoryFile, ZeroPagesAreHolesAndOldContentIsGone) {
+  TempFile f;
+  // An older, longer file full of data is overwritten completely.
+  std::vector<std::byte> junk(0x40000, std::byte{0xee});
+  ASSERT_EQ(::pwrite(f.fd(), junk.data(), junk.size(), 0), static_cast<ssize_t>(junk.size()));
+  auto m = GuestMemory::create({{GuestAddress(0), 0x20000}});
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(m->write_obj<std::uint8_t>(GuestAddress(0x5000), 1));  // one page with data
+  ASSERT_TRUE(m->write_to(f.fd()));
+  EXPECT_EQ(f.size(), 0x20000u);
+  // One page of data (file systems may round up a little); the other 31
+  // pages are holes.
+  EXPECT_LE(f.allocated(), 0x4000u);
+  auto r = GuestMemory::from_file({{GuestAddress(0), 0x20000}}, f.fd());
+  ASSERT_TRUE(r);
+  for (std::uint64_t a = 0; a < 0x20000; a += 0x800) {
+    EXPECT_EQ(*r->read_obj<std::uint8_t>(GuestAddress(a)), a == 0x5000 ? 1 : 0) << a;
+  }
+}
+
+TEST(GuestMemoryFile, RefusesAFileOfTheWrongSize) {
+  auto m = GuestMemory::create({{GuestAddress(0), 0x10000}});
+  ASSERT_TRUE(m);
+  TempFile f;
+  ASSERT_TRUE(m->write_to(f.fd()));
+  auto bigger = GuestMemory::from_file({{GuestAddress(0), 0x20000}}, f.fd());
+  ASSERT_FALSE(bigger);
+  EXPECT_EQ(bigger.error().message(),
+            "memory file holds 65536 bytes, the guest's memory is 131072");
+  EXPECT_FALSE(GuestMemory::from_file({{GuestAddress(0), 0x8000}}, f.fd()));
+  EXPECT_FALSE(GuestMemory::from_file({}, f.fd()));
+  EXPECT_FALSE(GuestMemory::from_file({{GuestAddress(0), 0x10000}}, -1));
+  UniqueFd dir(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  auto not_file = GuestMemory::from_file({{GuestAddress(0), 0x10000}}, dir.get());
+  ASSERT_FALSE(not_file);
+  EXPECT_EQ(not_file.error().message(), "memory file is not a regular file");
 }
 
 }  // namespace
