@@ -415,9 +415,13 @@ std::uint64_t sum(const std::vector<Descriptor>& descs) {
 }
 
 // Takes up to `want` bytes from the current descriptor as a guest slice and
-// advances the cursor (index, offset) past them.
+// advances the cursor (index, offset) past them. A slice taken for the
+// device to write is marked dirty (GuestMemory::mark_dirty: KVM's dirty log
+// sees only the guest's own writes).
+enum class Access { kRead, kWrite };
 Expected<std::span<std::byte>> take(const GuestMemory& mem, const std::vector<Descriptor>& descs,
-                                    std::size_t& index, std::uint64_t& offset, std::uint64_t want) {
+                                    std::size_t& index, std::uint64_t& offset, std::uint64_t want,
+                                    Access access) {
   const Descriptor& d = descs[index];
   const std::uint64_t n = std::min<std::uint64_t>(want, d.len - offset);
   // pop() has checked addr + len, but a chain may be built by hand too.
@@ -425,6 +429,7 @@ Expected<std::span<std::byte>> take(const GuestMemory& mem, const std::vector<De
   if (!addr) return make_error(Errc::kOutOfRange, "virtqueue: buffer address wraps");
   auto slice = mem.get_slice(*addr, n);
   if (!slice) return tl::unexpected(slice.error());
+  if (access == Access::kWrite) mem.mark_dirty(*addr, n);
   offset += n;
   if (offset == d.len) {
     ++index;
@@ -449,7 +454,7 @@ Expected<void> Reader::read(std::span<std::byte> out) {
   }
   std::size_t done = 0;
   while (done < out.size()) {
-    auto s = take(mem_, descs_, index_, offset_, out.size() - done);
+    auto s = take(mem_, descs_, index_, offset_, out.size() - done, Access::kRead);
     if (!s) return tl::unexpected(s.error());
     std::memcpy(out.data() + done, s->data(), s->size());
     done += s->size();
@@ -466,7 +471,7 @@ Expected<std::vector<std::span<std::byte>>> Reader::slices(std::uint64_t len) {
   std::vector<std::span<std::byte>> out;
   std::uint64_t done = 0;
   while (done < len) {
-    auto s = take(mem_, descs_, index_, offset_, len - done);
+    auto s = take(mem_, descs_, index_, offset_, len - done, Access::kRead);
     if (!s) return tl::unexpected(s.error());
     out.push_back(*s);
     done += s->size();
@@ -489,7 +494,7 @@ Expected<void> Writer::write(std::span<const std::byte> in) {
   }
   std::size_t done = 0;
   while (done < in.size()) {
-    auto s = take(mem_, descs_, index_, offset_, in.size() - done);
+    auto s = take(mem_, descs_, index_, offset_, in.size() - done, Access::kWrite);
     if (!s) return tl::unexpected(s.error());
     std::memcpy(s->data(), in.data() + done, s->size());
     done += s->size();
@@ -507,7 +512,7 @@ Expected<std::vector<std::span<std::byte>>> Writer::slices(std::uint64_t len) {
   std::vector<std::span<std::byte>> out;
   std::uint64_t done = 0;
   while (done < len) {
-    auto s = take(mem_, descs_, index_, offset_, len - done);
+    auto s = take(mem_, descs_, index_, offset_, len - done, Access::kWrite);
     if (!s) return tl::unexpected(s.error());
     out.push_back(*s);
     done += s->size();

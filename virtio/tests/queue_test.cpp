@@ -768,6 +768,31 @@ TEST(ChainWriter, SlicesCountAsWritten) {
   EXPECT_EQ(r.mem.read_obj<std::uint8_t>(GuestAddress(kBuf + 0x305)).value(), 9);
 }
 
+TEST(ChainWriter, MarksThePagesItWritesDirtyAndReadsMarkNothing) {
+  Ring r;
+  // Readable at page 0x20, writable across pages 0x30-0x31 and at 0x40.
+  r.desc(0, 0x20000, 16, kNext, 1);
+  r.desc(1, 0x30ff8, 16, kWrite | kNext, 2);
+  r.desc(2, 0x40000, 8, kWrite);
+  r.publish(0);
+  auto c = r.pop_chain();
+  r.mem.enable_dirty_tracking();
+  r.mem.take_dirty_pages();  // the ring's own set-up does not count
+  Reader reader(r.mem, c);
+  ASSERT_TRUE(reader.read_obj<std::uint64_t>());
+  ASSERT_TRUE(reader.slices(8));
+  Writer writer(r.mem, c);
+  ASSERT_TRUE(writer.write_obj<std::uint64_t>(1));  // page 0x30 only
+  auto first = r.mem.take_dirty_pages()[0];
+  EXPECT_EQ(first[0x30 / 64], std::uint64_t{1} << (0x30 % 64));
+  EXPECT_EQ(first[0x20 / 64] & (std::uint64_t{1} << (0x20 % 64)), 0u);
+  ASSERT_TRUE(writer.slices(12));  // the rest of page 0x31, then page 0x40
+  auto second = r.mem.take_dirty_pages()[0];
+  EXPECT_EQ(second[0x31 / 64], std::uint64_t{1} << (0x31 % 64));
+  EXPECT_EQ(second[0x40 / 64], std::uint64_t{1} << (0x40 % 64));
+  EXPECT_EQ(second[0x30 / 64] & (std::uint64_t{1} << (0x30 % 64)), 0u);
+}
+
 TEST(ChainWriter, ChainWithoutWritableBuffersHasNoRoom) {
   Ring r;
   r.desc(0, kBuf, 16);

@@ -186,7 +186,50 @@ Expected<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> 
   auto slice = get_slice(addr, in.size());
   if (!slice) return tl::unexpected(slice.error());
   if (!in.empty()) std::memcpy(slice->data(), in.data(), in.size());
+  mark_dirty(addr, in.size());
   return {};
+}
+
+void GuestMemory::enable_dirty_tracking() {
+  if (dirty_tracking()) return;
+  for (const auto& r : regions_) {
+    DirtyBits d;
+    d.words = (r.size() / kDirtyPageSize + 63) / 64;
+    d.bits = std::make_unique<std::atomic<std::uint64_t>[]>(d.words);  // zeroed
+    dirty_.push_back(std::move(d));
+  }
+}
+
+void GuestMemory::mark_dirty(GuestAddress addr, std::uint64_t len) const {
+  if (dirty_.empty() || len == 0) return;
+  for (std::size_t i = 0; i < regions_.size(); ++i) {
+    const Region& r = regions_[i];
+    const std::uint64_t start = r.start.value();
+    const std::uint64_t end = start + r.size();
+    // The part of [addr, addr + len) inside this region (len may run past
+    // the end of the address space: clamp rather than wrap).
+    const std::uint64_t from = std::max(addr.value(), start);
+    const std::uint64_t last = addr.value() + std::min(len - 1, ~std::uint64_t{0} - addr.value());
+    const std::uint64_t to = std::min(last, end - 1);
+    if (from > to) continue;
+    for (std::uint64_t page = (from - start) / kDirtyPageSize;
+         page <= (to - start) / kDirtyPageSize; ++page) {
+      dirty_[i].bits[page / 64].fetch_or(std::uint64_t{1} << (page % 64),
+                                         std::memory_order_relaxed);
+    }
+  }
+}
+
+std::vector<std::vector<std::uint64_t>> GuestMemory::take_dirty_pages() const {
+  std::vector<std::vector<std::uint64_t>> out;
+  for (const auto& d : dirty_) {
+    std::vector<std::uint64_t> words(d.words);
+    for (std::size_t w = 0; w < d.words; ++w) {
+      words[w] = d.bits[w].exchange(0, std::memory_order_relaxed);
+    }
+    out.push_back(std::move(words));
+  }
+  return out;
 }
 
 }  // namespace hvz

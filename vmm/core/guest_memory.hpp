@@ -5,8 +5,11 @@
 // data is copied out once (read_obj) rather than read twice in place.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -16,6 +19,9 @@
 #include "vmm/core/mmap_region.hpp"
 
 namespace hvz {
+
+// The unit of dirty-page tracking (KVM's dirty log uses the same).
+inline constexpr std::uint64_t kDirtyPageSize = 4096;
 
 struct MemoryRange {
   GuestAddress start;
@@ -48,6 +54,22 @@ class GuestMemory {
   // holes (not written), so an idle guest's unused RAM costs no disk.
   Expected<void> write_to(int fd) const;
 
+  // Dirty-page tracking of the monitor's own writes, for diff snapshots:
+  // KVM's dirty log records what the guest writes, not what devices write
+  // into guest RAM (used rings, read data, received frames). Once enabled
+  // (before any device runs), write() and every slice a device takes to
+  // write (virtio's Writer) mark their pages; take_dirty_pages() returns
+  // and clears the marks. Any thread.
+  void enable_dirty_tracking();
+  bool dirty_tracking() const { return !dirty_.empty(); }
+  // Marks the 4 KiB pages of [addr, addr + len) (the part inside RAM) as
+  // written. Does nothing while tracking is off.
+  void mark_dirty(GuestAddress addr, std::uint64_t len) const;
+  // Per region (in regions() order), one bit per 4 KiB page (bit i of word
+  // w: page 64 * w + i), set for the pages marked since the last call; the
+  // marks are cleared. Empty when tracking is off.
+  std::vector<std::vector<std::uint64_t>> take_dirty_pages() const;
+
   const std::vector<Region>& regions() const { return regions_; }
   std::uint64_t total_size() const;
   // True when [addr, addr + len) lies wholly inside one region.
@@ -77,6 +99,13 @@ class GuestMemory {
   explicit GuestMemory(std::vector<Region> regions) : regions_(std::move(regions)) {}
   const Region* find(GuestAddress addr, std::uint64_t len) const;
   std::vector<Region> regions_;
+  // Per region, its pages' dirty bits (see enable_dirty_tracking); empty
+  // while tracking is off.
+  struct DirtyBits {
+    std::size_t words = 0;
+    std::unique_ptr<std::atomic<std::uint64_t>[]> bits;
+  };
+  std::vector<DirtyBits> dirty_;
 };
 
 }  // namespace hvz

@@ -189,5 +189,44 @@ TEST(GuestMemoryFile, RefusesAFileOfTheWrongSize) {
   EXPECT_EQ(not_file.error().message(), "memory file is not a regular file");
 }
 
+// The indices of the set bits of one region's dirty words.
+std::vector<std::uint64_t> pages_of(const std::vector<std::uint64_t>& words) {
+  std::vector<std::uint64_t> pages;
+  for (std::size_t w = 0; w < words.size(); ++w) {
+    for (unsigned b = 0; b < 64; ++b) {
+      if (words[w] >> b & 1) pages.push_back(w * 64 + b);
+    }
+  }
+  return pages;
+}
+
+TEST(GuestMemoryDirty, NothingIsTrackedUntilEnabled) {
+  auto m = two_regions();
+  ASSERT_TRUE(m.write_obj<std::uint32_t>(GuestAddress(0x3000), 1));
+  m.mark_dirty(GuestAddress(0x4000), 1);
+  EXPECT_FALSE(m.dirty_tracking());
+  EXPECT_TRUE(m.take_dirty_pages().empty());
+}
+
+TEST(GuestMemoryDirty, WritesAndMarksSetTheirPagesOnceAndTakeClears) {
+  auto m = two_regions();
+  m.enable_dirty_tracking();
+  ASSERT_TRUE(m.write_obj<std::uint32_t>(GuestAddress(0x3ffe), 1));  // straddles pages 3 and 4
+  m.mark_dirty(GuestAddress(0x100000 + 0xf000), 0x1000);             // second region, last page
+  m.mark_dirty(GuestAddress(0x20000), 0x1000);                       // in the hole: nothing
+  m.mark_dirty(GuestAddress(0xf800), 0xf0000);  // runs from region 0's last page into the hole
+  m.mark_dirty(GuestAddress(0x100000), 0);      // empty: nothing
+  auto d = m.take_dirty_pages();
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(pages_of(d[0]), (std::vector<std::uint64_t>{3, 4, 15}));
+  EXPECT_EQ(pages_of(d[1]), (std::vector<std::uint64_t>{15}));
+  auto again = m.take_dirty_pages();
+  EXPECT_TRUE(pages_of(again[0]).empty());
+  EXPECT_TRUE(pages_of(again[1]).empty());
+  // A length that runs past the end of the address space is clamped.
+  m.mark_dirty(GuestAddress(0x10fff0), ~std::uint64_t{0});
+  EXPECT_EQ(pages_of(m.take_dirty_pages()[1]), (std::vector<std::uint64_t>{15}));
+}
+
 }  // namespace
 }  // namespace hvz
