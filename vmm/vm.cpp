@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -15,10 +14,7 @@
 #include "devices/cmos_rtc.hpp"
 #include "devices/i8042.hpp"
 #include "devices/serial.hpp"
-#include "virtio/block/block_device.hpp"
-#include "virtio/block/disk_image.hpp"
 #include "virtio/console/console_device.hpp"
-#include "virtio/mmio_transport.hpp"
 #include "virtio/net/net_device.hpp"
 #include "virtio/net/tap.hpp"
 #include "virtio/rng/rng_device.hpp"
@@ -88,25 +84,6 @@ Expected<std::vector<std::byte>> read_file(const std::string& path, const char* 
   return data;
 }
 
-Expected<std::shared_ptr<EventFdIrqLine>> irq_line(const VmFd& vm, std::uint32_t gsi) {
-  auto fd = EventFd::create();
-  if (!fd) return tl::unexpected(fd.error());
-  if (auto r = vm.register_irqfd(fd->fd(), gsi); !r) return tl::unexpected(r.error());
-  return std::make_shared<EventFdIrqLine>(std::move(*fd));
-}
-
-std::optional<virtio::TokenBucketParams> bucket_params(
-    const std::optional<config::TokenBucketConfig>& b) {
-  if (!b) return std::nullopt;
-  return virtio::TokenBucketParams{b->size, b->one_time_burst, b->refill_time_ms};
-}
-
-// A config rate limiter as a device's two token buckets.
-virtio::RateLimits rate_limits(const std::optional<config::RateLimiterConfig>& c) {
-  if (!c) return {};
-  return {bucket_params(c->bandwidth), bucket_params(c->ops)};
-}
-
 }  // namespace
 
 std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib) {
@@ -120,11 +97,7 @@ std::vector<MemoryRange> ram_layout(std::uint64_t mem_size_mib) {
 }
 
 Vm::Vm(Kvm kvm, VmFd vm, GuestMemory memory)
-    : kvm_(std::move(kvm)),
-      vm_(std::move(vm)),
-      memory_(std::move(memory)),
-      slots_(x86_64::kVirtioMmioStart, x86_64::kVirtioMmioSize, x86_64::kVirtioGsiBase,
-             x86_64::kIoapicPins) {}
+    : kvm_(std::move(kvm)), vm_(std::move(vm)), memory_(std::move(memory)) {}
 
 Vm::~Vm() {
   {
@@ -137,10 +110,9 @@ Vm::~Vm() {
 void Vm::teardown() {
   for (auto& v : vcpus_) v->stop();
   input_.reset();
-  // The bus holds the transports too, so dropping our references would
-  // reset nothing: each device is shut down explicitly, while the loop and
-  // guest memory it uses still exist.
-  for (auto& t : transports_) t->shutdown();
+  // Every device is shut down explicitly (the vCPUs' bus still holds the
+  // transports), while the loop and guest memory it uses still exist.
+  if (devices_) devices_->shutdown();
   if (loop_) loop_->stop();
   relays_.clear();  // nothing produces output any more: drain and stop
 }
@@ -187,6 +159,11 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
   auto loop = EpollLoop::create();
   if (!loop) return tl::unexpected(loop.error());
   vm->loop_ = std::move(*loop);
+  DeviceWiring& wiring = *vm;  // a private base: convertible here only
+  vm->devices_ =
+      std::make_unique<DeviceManager>(vm->memory_, *vm->loop_, wiring,
+                                      MmioSlots(x86_64::kVirtioMmioStart, x86_64::kVirtioMmioSize,
+                                                x86_64::kVirtioGsiBase, x86_64::kIoapicPins));
   if (config.serial && !config.serial->serial_out_path.empty()) {
     // Opened like Firecracker's log and metrics files: a FIFO without a
     // reader neither blocks this open nor, later, the guest.
@@ -213,17 +190,29 @@ Expected<int> Vm::relay_output(int target, const char* name) {
   return fd;
 }
 
+Expected<std::shared_ptr<IrqLine>> Vm::irq_line(std::uint32_t gsi) {
+  auto fd = EventFd::create();
+  if (!fd) return tl::unexpected(fd.error());
+  if (auto r = vm_.register_irqfd(fd->fd(), gsi); !r) return tl::unexpected(r.error());
+  return std::make_shared<EventFdIrqLine>(std::move(*fd));
+}
+
+Expected<void> Vm::register_ioeventfd(int fd, std::uint64_t addr, std::uint32_t len,
+                                      std::uint64_t datamatch) {
+  return vm_.register_ioeventfd(fd, addr, len, datamatch);
+}
+
 Expected<void> Vm::setup_devices(ConsoleIo io) {
   io_ = io;
   VmControl* control = control_.get();
-  auto com1_irq = irq_line(vm_, x86_64::kCom1Irq);
+  auto com1_irq = irq_line(x86_64::kCom1Irq);
   if (!com1_irq) return tl::unexpected(com1_irq.error());
   auto serial_out = relay_output(io.output_fd, "serial-out");
   if (!serial_out) return tl::unexpected(serial_out.error());
   serial_ = std::make_shared<devices::Serial>(*com1_irq, std::make_shared<FdOutput>(*serial_out));
   if (auto r = pio_->insert(serial_, x86_64::kCom1Port, 8); !r) return r;
 
-  auto kbd_irq = irq_line(vm_, x86_64::kKeyboardIrq);
+  auto kbd_irq = irq_line(x86_64::kKeyboardIrq);
   if (!kbd_irq) return tl::unexpected(kbd_irq.error());
   i8042_ = std::make_shared<devices::I8042>(
       [control] { control->request_stop(StopReason::kReset, "guest reset through the i8042"); },
@@ -242,27 +231,6 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
   return pio_->insert(pm, x86_64::kAcpiSleepControlPort, devices::AcpiPm::kSize);
 }
 
-Expected<void> Vm::add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device) {
-  auto slot = slots_.take();
-  if (!slot) return tl::unexpected(slot.error());
-  const auto [base, size, gsi] = *slot;
-  auto irq = irq_line(vm_, gsi);
-  if (!irq) return tl::unexpected(irq.error());
-  auto transport = virtio::MmioTransport::create(std::move(device), memory_, *loop_, *irq);
-  if (!transport) return tl::unexpected(transport.error());
-  const auto fds = (*transport)->queue_notify_fds();
-  for (std::size_t q = 0; q < fds.size(); ++q) {
-    // The guest's queue notifications signal the device without an exit.
-    if (auto r = vm_.register_ioeventfd(fds[q], base + virtio::kQueueNotifyOffset, 4, q); !r) {
-      return r;
-    }
-  }
-  if (auto r = mmio_->insert(*transport, base, size); !r) return r;
-  transports_.push_back(std::move(*transport));
-  virtio_info_.push_back({base, size, gsi});
-  return {};
-}
-
 Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
   // The root drive first, so the guest names it /dev/vda.
   std::vector<const config::Drive*> drives;
@@ -274,30 +242,7 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
     }
   }
   for (const auto* d : drives) {
-    auto disk = virtio::block::DiskImage::open(d->path_on_host, d->is_read_only);
-    if (!disk) {
-      return make_error(
-          disk.error().code(),
-          "drive '" + d->drive_id + "' (" + d->path_on_host + "): " + disk.error().message(),
-          disk.error().sys_errno());
-    }
-    virtio::block::BlockOptions options;
-    options.io_engine = d->io_engine == config::IoEngine::kAsync ? virtio::block::IoEngine::kAsync
-                                                                 : virtio::block::IoEngine::kSync;
-    if (d->rate_limiter) {
-      options.bandwidth = bucket_params(d->rate_limiter->bandwidth);
-      options.ops = bucket_params(d->rate_limiter->ops);
-    }
-    auto dev = virtio::block::BlockDevice::create(
-        std::move(*disk), d->drive_id, metrics::registry().group("block_" + d->drive_id), options);
-    if (!dev) {
-      return make_error(dev.error().code(), "drive '" + d->drive_id + "': " + dev.error().message(),
-                        dev.error().sys_errno());
-    }
-    std::shared_ptr<virtio::block::BlockDevice> block(std::move(*dev));
-    drives_[d->drive_id] = block;
-    auto r = add_virtio_device(std::move(block));
-    if (!r) return r;
+    if (auto r = devices_->add_drive(*d); !r) return r;
   }
   for (const auto& n : config.network_interfaces) {
     auto tap = virtio::net::Tap::open(n.host_dev_name);
@@ -310,9 +255,7 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
     auto net = std::make_shared<virtio::net::NetDevice>(
         std::move(*tap), n.guest_mac, n.iface_id, metrics::registry().group("net_" + n.iface_id),
         rate_limits(n.rx_rate_limiter), rate_limits(n.tx_rate_limiter));
-    nets_[n.iface_id] = net;
-    auto r = add_virtio_device(std::move(net));
-    if (!r) return r;
+    if (auto r = devices_->add_net(n.iface_id, std::move(net)); !r) return r;
   }
   if (config.console) {
     int out = -1;
@@ -362,13 +305,13 @@ Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
         break;
       }
     }
-    auto r = add_virtio_device(std::make_shared<virtio::console::ConsoleDevice>(
+    auto r = devices_->add_device(std::make_shared<virtio::console::ConsoleDevice>(
         out, in, metrics::registry().group("console")));
     if (!r) return r;
   }
   if (config.entropy) {
     const virtio::RateLimits l = rate_limits(config.entropy->rate_limiter);
-    auto r = add_virtio_device(std::make_shared<virtio::rng::RngDevice>(
+    auto r = devices_->add_device(std::make_shared<virtio::rng::RngDevice>(
         metrics::registry().group("entropy"), l.bandwidth, l.ops));
     if (!r) return r;
   }
@@ -399,16 +342,11 @@ Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
     initrd = MemoryRange{*at, image->size()};
   }
   std::string cmdline = config::kernel_cmdline(config);
-  if (config.machine_config.virtio_mmio_cmdline) {
-    for (const auto& dev : virtio_info_) {
-      char arg[64];
-      std::snprintf(arg, sizeof arg, " virtio_mmio.device=4K@%#llx:%u",
-                    static_cast<unsigned long long>(dev.base), dev.gsi);
-      cmdline += arg;
-    }
-  }
+  if (config.machine_config.virtio_mmio_cmdline) cmdline += devices_->kernel_cmdline_args();
 
-  if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, virtio_info_}); !r) return r;
+  if (auto r = x86_64::acpi::write_acpi_tables(memory_, {vcpu_count, devices_->mmio_info()}); !r) {
+    return r;
+  }
   const bool pvh = kernel->protocol == x86_64::BootProtocol::kPvh;
   const auto mode = pvh ? x86_64::EntryMode::kPvh : x86_64::EntryMode::kLinux64;
   if (auto r = pvh ? x86_64::configure_pvh_boot(memory_, cmdline, initrd)
@@ -426,7 +364,7 @@ Expected<void> Vm::load_and_configure(const config::VmConfig& config) {
     if (!fd) return tl::unexpected(fd.error());
     if (auto r = fd->set_cpuid(x86_64::vcpu_cpuid(*supported, id, vcpu_count)); !r) return r;
     if (auto r = x86_64::configure_vcpu(*fd, mode, kernel->entry.value()); !r) return r;
-    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(*fd), pio_, mmio_, *control_));
+    vcpus_.push_back(std::make_unique<Vcpu>(id, std::move(*fd), pio_, devices_->bus(), *control_));
   }
   return {};
 }
@@ -462,8 +400,8 @@ Expected<void> Vm::pause() {
   if (!started_.load() || paused_) return {};
   for (auto& v : vcpus_) v->pause();
   loop_->pause();
-  if (input_) input_->pause();               // no more serial input
-  for (auto& t : transports_) t->quiesce();  // I/O workers idle, async I/O done
+  if (input_) input_->pause();  // no more serial input
+  devices_->quiesce();          // I/O workers idle, async I/O done
   paused_ = true;
   return {};
 }
@@ -472,7 +410,7 @@ Expected<void> Vm::resume() {
   std::lock_guard lock(pause_mutex_);
   if (finished_ || control_->stopping()) return make_error(Errc::kInvalidArgument, kFinished);
   if (!paused_) return {};
-  for (auto& t : transports_) t->unquiesce();
+  devices_->unquiesce();
   if (input_) input_->resume();
   loop_->resume();
   for (auto& v : vcpus_) v->resume();
@@ -489,12 +427,7 @@ void Vm::dump_state() {
       for (auto& v : vcpus_) v->request_dump();
     }
   }
-  for (std::size_t i = 0; i < transports_.size(); ++i) {
-    LOG_WARN("state: virtio-mmio@%#llx type %u status %#x%s",
-             static_cast<unsigned long long>(virtio_info_[i].base),
-             transports_[i]->device()->device_type(), transports_[i]->status(),
-             transports_[i]->activated() ? " active" : "");
-  }
+  devices_->dump_state();
 }
 
 Expected<void> Vm::send_ctrl_alt_del() {
@@ -502,38 +435,11 @@ Expected<void> Vm::send_ctrl_alt_del() {
 }
 
 Expected<void> Vm::update_drive(const UpdateDrive& update, bool read_only) {
-  const auto it = drives_.find(update.drive_id);
-  if (it == drives_.end()) {
-    return make_error(Errc::kInvalidArgument, "no drive with drive_id '" + update.drive_id + "'");
-  }
-  const auto& device = it->second;
-  if (update.path_on_host) {
-    const std::string& path = *update.path_on_host;
-    auto disk = virtio::block::DiskImage::open(path, read_only);
-    if (!disk) {
-      return make_error(disk.error().code(),
-                        "drive '" + update.drive_id + "' (" + path + "): " + disk.error().message(),
-                        disk.error().sys_errno());
-    }
-    if (auto r = device->swap_disk(std::move(*disk)); !r) return r;
-  }
-  if (update.rate_limiter) {
-    device->update_rate_limiter(bucket_params(update.rate_limiter->bandwidth),
-                                bucket_params(update.rate_limiter->ops));
-  }
-  return {};
+  return devices_->update_drive(update, read_only);
 }
 
 Expected<void> Vm::update_network_interface(const UpdateNetworkInterface& update) {
-  const auto it = nets_.find(update.iface_id);
-  if (it == nets_.end()) {
-    return make_error(Errc::kInvalidArgument,
-                      "no network interface with iface_id '" + update.iface_id + "'");
-  }
-  const auto& device = it->second;
-  if (update.rx_rate_limiter) device->update_rx_rate_limiter(rate_limits(update.rx_rate_limiter));
-  if (update.tx_rate_limiter) device->update_tx_rate_limiter(rate_limits(update.tx_rate_limiter));
-  return {};
+  return devices_->update_network_interface(update);
 }
 
 Expected<RunOutcome> Vm::wait() {

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -18,26 +17,14 @@
 #include "vmm/core/bus.hpp"
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/kvm.hpp"
-#include "vmm/mmio_slots.hpp"
+#include "vmm/device_manager.hpp"
 #include "vmm/vm_control.hpp"
 #include "vmm/vm_runtime.hpp"
-#include "vmm/x86_64/acpi/tables.hpp"
 
 namespace hvz::devices {
 class Serial;
 class I8042;
 }  // namespace hvz::devices
-
-namespace hvz::virtio {
-class MmioTransport;
-class VirtioDevice;
-namespace block {
-class BlockDevice;
-}
-namespace net {
-class NetDevice;
-}
-}  // namespace hvz::virtio
 
 namespace hvz::vmm {
 
@@ -58,7 +45,9 @@ struct ConsoleIo {
   std::uint64_t output_limit = kDefaultOutputLimit;
 };
 
-class Vm : public VmRuntime {
+// Its virtio-mmio devices live in a DeviceManager, which reaches KVM
+// through the DeviceWiring the Vm implements (irqfds, ioeventfds).
+class Vm : public VmRuntime, private DeviceWiring {
  public:
   static Expected<std::unique_ptr<Vm>> create(const config::VmConfig& config, ConsoleIo io = {});
   ~Vm() override;
@@ -82,13 +71,14 @@ class Vm : public VmRuntime {
   Expected<void> resume() override;
   // Logs, for stall diagnosis, every vCPU's registers and run state (from
   // its own thread, see Vcpu::request_dump) and every virtio transport's
-  // status. Any thread; returns at once.
+  // status (DeviceManager::dump_state). Any thread; returns at once.
   void dump_state() override;
   // Ctrl-Alt-Del through the i8042 (the guest usually reboots).
   Expected<void> send_ctrl_alt_del() override;
   // Runtime updates (the API's PATCH), with complete values: a drive's
   // backing file (opened read-only when `read_only`) and/or rate limits, a
-  // network interface's rate limits. Unset fields stay.
+  // network interface's rate limits. Unset fields stay. DeviceManager does
+  // them.
   Expected<void> update_drive(const UpdateDrive& update, bool read_only) override;
   Expected<void> update_network_interface(const UpdateNetworkInterface& update) override;
 
@@ -96,11 +86,16 @@ class Vm : public VmRuntime {
 
  private:
   Vm(Kvm kvm, VmFd vm, GuestMemory memory);
+  // DeviceWiring on the VM fd: an eventfd registered as an irqfd, an
+  // ioeventfd.
+  Expected<std::shared_ptr<IrqLine>> irq_line(std::uint32_t gsi) override;
+  Expected<void> register_ioeventfd(int fd, std::uint64_t addr, std::uint32_t len,
+                                    std::uint64_t datamatch) override;
   Expected<void> setup_devices(ConsoleIo io);
   // virtio-mmio devices: drives (the root drive first), network
-  // interfaces, the console; each gets a 4 KiB window and a GSI in order.
+  // interfaces, the console, the entropy device; each gets a 4 KiB window
+  // and a GSI in order (DeviceManager).
   Expected<void> setup_virtio(const config::VmConfig& config);
-  Expected<void> add_virtio_device(std::shared_ptr<virtio::VirtioDevice> device);
   // Starts a relay to `target`; returns the fd producers write to.
   Expected<int> relay_output(int target, const char* name);
   Expected<void> load_and_configure(const config::VmConfig& config);
@@ -124,20 +119,17 @@ class Vm : public VmRuntime {
   // these; teardown() drains and stops them once the devices are quiet.
   std::vector<std::unique_ptr<OutputRelay>> relays_;
   std::shared_ptr<Bus> pio_ = std::make_shared<Bus>();
-  std::shared_ptr<Bus> mmio_ = std::make_shared<Bus>();
+  // The virtio-mmio devices and their bus, built as soon as loop_ exists.
+  // Declared after loop_ (the transports register with it) and after the
+  // relays and console fds (the console device writes to them), so it is
+  // destroyed before them; teardown() has shut every device down by then
+  // anyway.
+  std::unique_ptr<DeviceManager> devices_;
   UniqueFd serial_out_;  // serial_out_path, when configured; outlives serial_
   std::shared_ptr<devices::Serial> serial_;
   std::shared_ptr<devices::I8042> i8042_;
   ConsoleIo io_;
   std::unique_ptr<InputPump> input_;
-  // Where the next virtio-mmio device goes (window and GSI).
-  MmioSlots slots_;
-  std::vector<std::shared_ptr<virtio::MmioTransport>> transports_;
-  std::vector<x86_64::acpi::VirtioMmioInfo> virtio_info_;
-  // By id, for runtime updates (owned by their transports too). Filled
-  // while building the VM; the VMM thread alone uses them afterwards.
-  std::map<std::string, std::shared_ptr<virtio::block::BlockDevice>> drives_;
-  std::map<std::string, std::shared_ptr<virtio::net::NetDevice>> nets_;
   std::atomic<bool> started_{false};
   // Serialises pause(), resume() and the stop in wait(): a pause can never
   // kick a vCPU thread that wait() is joining or has joined.
