@@ -12,44 +12,13 @@
 # Needs /dev/kvm: run through scripts/kvm-run. Exit 0 = pass.
 set -u
 : "${HVZ_BINARY:?}" "${HVZCTL_BINARY:?}" "${HVZ_GUEST_IMAGES:?}"
-# Unix sockets cannot live on every file system (9p refuses them): use a
-# tmpfs. The root image copy goes to /dev/shm for speed.
-base=/run
-[ -w "$base" ] || base=${TMPDIR:-/tmp}
-work=$(mktemp -d "$base/hvz-api.XXXXXX")
+. "$(dirname "$0")/lib.sh"
+gt_init api
+# The root image copy goes to /dev/shm for speed.
 img=$(mktemp /dev/shm/hvz-api-root.XXXXXX 2>/dev/null || mktemp "$work/root.XXXXXX")
-hvz_pid=
-cleanup() {
-    [ -n "$hvz_pid" ] && kill -9 "$hvz_pid" 2>/dev/null
+gt_cleanup_hook() {
     HVZ_RUNTIME_DIR=$work/rt "$HVZCTL_BINARY" stop --timeout 5 g1 >/dev/null 2>&1
-    rm -rf "$work" "$img"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    [ -f "$work/out" ] && { echo "--- hvz output (tail)"; tail -n 20 "$work/out"; }
-    exit 1
-}
-sock=$work/api.sock
-# api METHOD PATH [JSON] -> sets $code and $body
-api() {
-    local out
-    if [ $# -ge 3 ]; then
-        out=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$1" "http://localhost$2" \
-            -H 'Accept: application/json' -H 'Content-Type: application/json' \
-            -d "$3" -w '\n%{http_code}') || fail "curl $1 $2 failed"
-    else
-        out=$(curl -sS --max-time 30 --unix-socket "$sock" -X "$1" "http://localhost$2" \
-            -H 'Accept: application/json' -w '\n%{http_code}') || fail "curl $1 $2 failed"
-    fi
-    code=${out##*$'\n'}
-    body=${out%$'\n'*}
-}
-expect() {  # expect CODE METHOD PATH [JSON]
-    local want=$1
-    shift
-    api "$@"
-    [ "$code" = "$want" ] || fail "$1 $2: HTTP $code (want $want): $body"
+    rm -f "$img"
 }
 state() {
     api GET /
@@ -63,7 +32,7 @@ wait_count_above() {  # wait_count_above N SECONDS
     while [ $SECONDS -lt $deadline ]; do
         c=$(last_count)
         [ -n "$c" ] && [ "$c" -gt "$n" ] && return 0
-        kill -0 "$hvz_pid" 2>/dev/null || fail "hvz died"
+        alive
         sleep 0.5
     done
     fail "the counter did not pass $n within $2 s (last: $(last_count))"

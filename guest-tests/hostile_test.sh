@@ -18,32 +18,8 @@ set -u
 if [ "${HVZ_HOSTILE_TEST_IN_NS:-}" != 1 ]; then
     HVZ_HOSTILE_TEST_IN_NS=1 exec unshare --net -- "$0" "$@"
 fi
-base=/run
-[ -w "$base" ] || base=${TMPDIR:-/tmp}
-work=$(mktemp -d "$base/hvz-hostile.XXXXXX")
-hvz_pid=
-cleanup() {
-    [ -n "$hvz_pid" ] && kill -9 "$hvz_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    [ -f "$work/out" ] && { echo "--- console (tail)"; tail -n 30 "$work/out"; }
-    [ -f "$work/err" ] && { echo "--- hvz log (tail)"; tail -n 30 "$work/err"; }
-    exit 1
-}
-sock=$work/api.sock
-api() {  # api METHOD PATH [JSON] -> $code, $body, $secs
-    local out args=(-sS --max-time 30 --unix-socket "$sock" -X "$1" "http://localhost$2")
-    [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' -d "$3")
-    out=$(curl "${args[@]}" -w '\n%{http_code} %{time_total}') || fail "curl $1 $2 failed"
-    body=${out%$'\n'*}
-    local tail=${out##*$'\n'}
-    code=${tail% *}
-    secs=${tail#* }
-}
-alive() { kill -0 "$hvz_pid" 2>/dev/null || fail "hvz died (status $(wait "$hvz_pid"; echo $?))"; }
+. "$(dirname "$0")/lib.sh"
+gt_init hostile
 limit=1.0
 limit_ms=1000
 term_limit=2.0
@@ -127,20 +103,8 @@ echo "hvz log lines during the attack: $lines"
 [ "$lines" -le 300 ] || fail "hvz logged $lines lines (the limit is 300)"
 grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$work/err" && fail "sanitizer report"
 
-start=$(date +%s.%N)
-kill -TERM "$hvz_pid"
-status=
-for _ in $(seq 100); do
-    if ! kill -0 "$hvz_pid" 2>/dev/null; then
-        wait "$hvz_pid"
-        status=$?
-        break
-    fi
-    sleep 0.05
-done
-took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+term_hvz 5
 [ -n "$status" ] || fail "hvz still runs 5 s after SIGTERM"
-hvz_pid=
 echo "SIGTERM: exit $status in $took s"
 awk -v t="$took" -v l="$term_limit" 'BEGIN { exit !(t < l) }' ||
     fail "exit after SIGTERM took $took s (limit $term_limit s)"

@@ -14,37 +14,13 @@ set -u
 if [ "${HVZ_QUIESCE_TEST_IN_NS:-}" != 1 ]; then
     HVZ_QUIESCE_TEST_IN_NS=1 exec unshare --net -- "$0" "$@"
 fi
-base=/run
-[ -w "$base" ] || base=${TMPDIR:-/tmp}
-work=$(mktemp -d "$base/hvz-quiesce.XXXXXX")
-hvz_pid=
-cleanup() {
-    [ -n "$hvz_pid" ] && kill -9 "$hvz_pid" 2>/dev/null
+. "$(dirname "$0")/lib.sh"
+gt_init quiesce
+gt_logs=("$work/out")
+gt_cleanup_hook() {
     kill %1 2>/dev/null
     wait 2>/dev/null
-    rm -rf "$work"
 }
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    [ -f "$work/out" ] && { echo "--- console and log (tail)"; tail -n 30 "$work/out"; }
-    exit 1
-}
-sock=$work/api.sock
-api() {  # api METHOD PATH [JSON] -> $code, $body
-    local out args=(-sS --max-time 30 --unix-socket "$sock" -X "$1" "http://localhost$2")
-    [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' -d "$3")
-    out=$(curl "${args[@]}" -w '\n%{http_code}') || fail "curl $1 $2 failed"
-    body=${out%$'\n'*}
-    code=${out##*$'\n'}
-}
-expect() {  # expect CODE METHOD PATH [JSON]
-    local want=$1
-    shift
-    api "$@"
-    [ "$code" = "$want" ] || fail "$1 $2: HTTP $code (want $want): $body"
-}
-alive() { kill -0 "$hvz_pid" 2>/dev/null || fail "hvz died"; }
 count() { grep -ao 'hvz-guest: traffic [0-9]*' "$work/out" | tail -n 1 | awk '{print $3}'; }
 wait_count() {  # wait_count N: until the guest finished traffic round N
     for _ in $(seq 600); do
@@ -155,18 +131,8 @@ PY
     echo "resumed: the traffic went on to round $(count)"
 done
 grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$work/out" && fail "sanitizer report"
-kill -TERM "$hvz_pid"
-status=
-for _ in $(seq 100); do
-    if ! kill -0 "$hvz_pid" 2>/dev/null; then
-        wait "$hvz_pid"
-        status=$?
-        break
-    fi
-    sleep 0.1
-done
+term_hvz 10
 [ -n "$status" ] || fail "hvz still runs 10 s after SIGTERM"
-hvz_pid=
 [ "$status" = 143 ] || fail "exit status $status after SIGTERM (want 143)"
 grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$work/out" && fail "sanitizer report"
 echo "PASS: Paused under disk and network traffic left guest RAM, disks, TAP and metrics unchanged; Resumed went on"
