@@ -8,8 +8,7 @@ Expected<void> configure_logging(const config::LoggerConfig& logger) {
   if (!logger.log_path.empty()) {
     auto r = log::set_output_path(logger.log_path);
     if (!r) {
-      return make_error(r.error().code(), "logger: " + r.error().operation(),
-                        r.error().sys_errno());
+      return in_context("logger: ", r.error());
     }
   }
   log::set_level(logger.level);

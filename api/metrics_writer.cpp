@@ -31,9 +31,7 @@ std::uint64_t utc_now_ms() {
 Expected<std::unique_ptr<MetricsWriter>> MetricsWriter::create(const std::string& path,
                                                                MetricsWriterOptions options) {
   auto fd = log::open_output_file(path);
-  if (!fd)
-    return make_error(fd.error().code(), "metrics: " + fd.error().operation(),
-                      fd.error().sys_errno());
+  if (!fd) return in_context("metrics: ", fd.error());
   if (options.interval.count() < 0) options.interval = std::chrono::milliseconds(0);
   if (options.write_timeout.count() < 0) options.write_timeout = std::chrono::milliseconds(0);
   std::unique_ptr<MetricsWriter> w(new MetricsWriter(path, std::move(*fd), options));

@@ -25,9 +25,7 @@ Expected<virtio::block::DiskImage> open_image(const std::string& drive_id, const
                                               bool read_only) {
   auto disk = virtio::block::DiskImage::open(path, read_only);
   if (!disk) {
-    return make_error(disk.error().code(),
-                      "drive '" + drive_id + "' (" + path + "): " + disk.error().message(),
-                      disk.error().sys_errno());
+    return in_context("drive '" + drive_id + "' (" + path + "): ", disk.error());
   }
   return disk;
 }
@@ -84,8 +82,7 @@ Expected<void> DeviceManager::add_drive(const config::Drive& drive) {
   auto dev = virtio::block::BlockDevice::create(std::move(*disk), id,
                                                 metrics::registry().group("block_" + id), options);
   if (!dev) {
-    return make_error(dev.error().code(), "drive '" + id + "': " + dev.error().message(),
-                      dev.error().sys_errno());
+    return in_context("drive '" + id + "': ", dev.error());
   }
   std::shared_ptr<virtio::block::BlockDevice> block(std::move(*dev));
   if (auto r = add_device(block); !r) return r;

@@ -65,8 +65,7 @@ Expected<std::unique_ptr<BlockDevice>> BlockDevice::create(DiskImage disk, std::
   if (options.io_engine == IoEngine::kAsync) {
     auto u = Uring::create(kQueueSize);
     if (!u) {
-      return make_error(u.error().code(), "virtio-blk Async I/O engine: " + u.error().operation(),
-                        u.error().sys_errno());
+      return in_context("virtio-blk Async I/O engine: ", u.error());
     }
     uring = std::move(*u);
   }

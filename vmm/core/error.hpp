@@ -44,6 +44,12 @@ inline tl::unexpected<Error> make_error(Errc code, std::string operation, int sy
 }
 
 // The error of a system call that just failed: captures errno now.
+// `e` with `context` put before its operation ("drive 'x' (path): " +
+// "open"), code and errno kept, so message() names the system error once.
+inline tl::unexpected<Error> in_context(const std::string& context, const Error& e) {
+  return make_error(e.code(), context + e.operation(), e.sys_errno());
+}
+
 inline tl::unexpected<Error> sys_error(std::string operation) {
   return make_error(Errc::kSystem, std::move(operation), errno);
 }

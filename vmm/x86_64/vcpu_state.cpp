@@ -43,8 +43,7 @@ std::string hex_name(const char* prefix, std::uint32_t value) {
 template <typename T>
 Expected<T> with_context(Expected<T> r, const char* what) {
   if (r) return r;
-  return make_error(r.error().code(), std::string(what) + ": " + r.error().operation(),
-                    r.error().sys_errno());
+  return in_context(std::string(what) + ": ", r.error());
 }
 
 }  // namespace

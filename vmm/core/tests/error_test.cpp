@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
 #include <fcntl.h>
 
 #include "vmm/core/unique_fd.hpp"
@@ -42,6 +44,17 @@ TEST(UniqueFd, ClosesOnDestructionAndMove) {
   }
   EXPECT_EQ(::fcntl(fds[0], F_GETFD), -1);
   EXPECT_EQ(::fcntl(fds[1], F_GETFD), -1);
+}
+
+TEST(Error, InContextPrefixesTheOperationAndNamesTheSystemErrorOnce) {
+  const Error inner(Errc::kSystem, "open /x", ENOENT);
+  auto e = in_context("drive 'a' (/x): ", inner);
+  EXPECT_EQ(e.value().message(), "drive 'a' (/x): open /x: No such file or directory");
+  EXPECT_EQ(e.value().code(), Errc::kSystem);
+  EXPECT_EQ(e.value().sys_errno(), ENOENT);
+  auto plain = in_context("console: ", Error(Errc::kInvalidArgument, "path too long"));
+  EXPECT_EQ(plain.value().message(), "console: path too long");
+  EXPECT_EQ(plain.value().sys_errno(), 0);
 }
 
 }  // namespace
