@@ -24,6 +24,7 @@
 #include "vmm/output_relay.hpp"
 #include "vmm/terminal.hpp"
 #include "vmm/vcpu.hpp"
+#include "vmm/virtio_builder.hpp"
 #include "vmm/x86_64/acpi/tables.hpp"
 #include "vmm/x86_64/boot/boot_params.hpp"
 #include "vmm/x86_64/boot/initrd.hpp"
@@ -170,14 +171,16 @@ Expected<std::unique_ptr<Vm>> Vm::create(const config::VmConfig& config, Console
     const auto& path = config.serial->serial_out_path;
     auto out = log::open_output_file(path);
     if (!out) {
-      return make_error(out.error().code(), "serial_out_path: " + out.error().message(),
-                        out.error().sys_errno());
+      return in_context("serial_out_path: ", out.error());
     }
     io.output_fd = out->get();
     vm->serial_out_ = std::move(*out);
   }
   if (auto r = vm->setup_devices(io); !r) return tl::unexpected(r.error());
-  if (auto r = vm->setup_virtio(config); !r) return tl::unexpected(r.error());
+  HostResources& host = *vm;
+  if (auto r = build_virtio_devices(config, *vm->devices_, host); !r) {
+    return tl::unexpected(r.error());
+  }
   if (auto r = vm->load_and_configure(config); !r) return tl::unexpected(r.error());
   return vm;
 }
@@ -231,91 +234,58 @@ Expected<void> Vm::setup_devices(ConsoleIo io) {
   return pio_->insert(pm, x86_64::kAcpiSleepControlPort, devices::AcpiPm::kSize);
 }
 
-Expected<void> Vm::setup_virtio(const config::VmConfig& config) {
-  // The root drive first, so the guest names it /dev/vda.
-  std::vector<const config::Drive*> drives;
-  for (const auto& d : config.drives) {
-    if (d.is_root_device) {
-      drives.insert(drives.begin(), &d);
-    } else {
-      drives.push_back(&d);
+Expected<virtio::net::Tap> Vm::open_tap(const std::string& host_dev_name) {
+  return virtio::net::Tap::open(host_dev_name);
+}
+
+Expected<HostResources::ConsoleFds> Vm::console_fds(const config::Console& console) {
+  int out = -1;
+  int in = -1;
+  switch (console.mode) {
+    case config::Console::Mode::kStdio: {
+      // stdin feeds hvc0; the serial console keeps its output only.
+      auto relayed = relay_output(io_.output_fd, "hvc0-out");
+      if (!relayed) return tl::unexpected(relayed.error());
+      out = *relayed;
+      in = io_.input_fd;
+      io_.input_fd = -1;
+      break;
+    }
+    case config::Console::Mode::kFile: {
+      // Like serial_out_path: a FIFO without a reader blocks nothing.
+      auto fd = log::open_output_file(console.path);
+      if (!fd) {
+        return in_context("console: ", fd.error());
+      }
+      auto relayed = relay_output(fd->get(), "hvc0-out");
+      if (!relayed) return tl::unexpected(relayed.error());
+      out = *relayed;
+      console_fds_.push_back(std::move(*fd));
+      break;
+    }
+    case config::Console::Mode::kSocket: {
+      UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (!fd) return sys_error("console: socket");
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      if (console.path.size() >= sizeof addr.sun_path) {
+        return make_error(Errc::kInvalidArgument, "console: socket path too long");
+      }
+      std::memcpy(addr.sun_path, console.path.c_str(), console.path.size());
+      if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+        return sys_error("console: cannot connect to " + console.path);
+      }
+      // Non-blocking once connected: a peer that stops reading must not
+      // stall the event loop (the device waits for writability instead).
+      if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0) {
+        return sys_error("console: fcntl");
+      }
+      out = in = fd.get();
+      console_fds_.push_back(std::move(fd));
+      break;
     }
   }
-  for (const auto* d : drives) {
-    if (auto r = devices_->add_drive(*d); !r) return r;
-  }
-  for (const auto& n : config.network_interfaces) {
-    auto tap = virtio::net::Tap::open(n.host_dev_name);
-    if (!tap) {
-      return make_error(tap.error().code(),
-                        "network interface '" + n.iface_id + "' (TAP " + n.host_dev_name +
-                            "): " + tap.error().message(),
-                        tap.error().sys_errno());
-    }
-    auto net = std::make_shared<virtio::net::NetDevice>(
-        std::move(*tap), n.guest_mac, n.iface_id, metrics::registry().group("net_" + n.iface_id),
-        rate_limits(n.rx_rate_limiter), rate_limits(n.tx_rate_limiter));
-    if (auto r = devices_->add_net(n.iface_id, std::move(net)); !r) return r;
-  }
-  if (config.console) {
-    int out = -1;
-    int in = -1;
-    switch (config.console->mode) {
-      case config::Console::Mode::kStdio: {
-        // stdin feeds hvc0; the serial console keeps its output only.
-        auto relayed = relay_output(io_.output_fd, "hvc0-out");
-        if (!relayed) return tl::unexpected(relayed.error());
-        out = *relayed;
-        in = io_.input_fd;
-        io_.input_fd = -1;
-        break;
-      }
-      case config::Console::Mode::kFile: {
-        // Like serial_out_path: a FIFO without a reader blocks nothing.
-        auto fd = log::open_output_file(config.console->path);
-        if (!fd) {
-          return make_error(fd.error().code(), "console: " + fd.error().message(),
-                            fd.error().sys_errno());
-        }
-        auto relayed = relay_output(fd->get(), "hvc0-out");
-        if (!relayed) return tl::unexpected(relayed.error());
-        out = *relayed;
-        console_fds_.push_back(std::move(*fd));
-        break;
-      }
-      case config::Console::Mode::kSocket: {
-        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (!fd) return sys_error("console: socket");
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        if (config.console->path.size() >= sizeof addr.sun_path) {
-          return make_error(Errc::kInvalidArgument, "console: socket path too long");
-        }
-        std::memcpy(addr.sun_path, config.console->path.c_str(), config.console->path.size());
-        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
-          return sys_error("console: cannot connect to " + config.console->path);
-        }
-        // Non-blocking once connected: a peer that stops reading must not
-        // stall the event loop (the device waits for writability instead).
-        if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0) {
-          return sys_error("console: fcntl");
-        }
-        out = in = fd.get();
-        console_fds_.push_back(std::move(fd));
-        break;
-      }
-    }
-    auto r = devices_->add_device(std::make_shared<virtio::console::ConsoleDevice>(
-        out, in, metrics::registry().group("console")));
-    if (!r) return r;
-  }
-  if (config.entropy) {
-    const virtio::RateLimits l = rate_limits(config.entropy->rate_limiter);
-    auto r = devices_->add_device(std::make_shared<virtio::rng::RngDevice>(
-        metrics::registry().group("entropy"), l.bandwidth, l.ops));
-    if (!r) return r;
-  }
-  return {};
+  return ConsoleFds{out, in};
 }
 
 Expected<void> Vm::load_and_configure(const config::VmConfig& config) {

@@ -18,6 +18,7 @@
 #include "vmm/core/guest_memory.hpp"
 #include "vmm/core/kvm.hpp"
 #include "vmm/device_manager.hpp"
+#include "vmm/virtio_builder.hpp"
 #include "vmm/vm_control.hpp"
 #include "vmm/vm_runtime.hpp"
 
@@ -47,7 +48,7 @@ struct ConsoleIo {
 
 // Its virtio-mmio devices live in a DeviceManager, which reaches KVM
 // through the DeviceWiring the Vm implements (irqfds, ioeventfds).
-class Vm : public VmRuntime, private DeviceWiring {
+class Vm : public VmRuntime, private DeviceWiring, private HostResources {
  public:
   static Expected<std::unique_ptr<Vm>> create(const config::VmConfig& config, ConsoleIo io = {});
   ~Vm() override;
@@ -91,11 +92,13 @@ class Vm : public VmRuntime, private DeviceWiring {
   Expected<std::shared_ptr<IrqLine>> irq_line(std::uint32_t gsi) override;
   Expected<void> register_ioeventfd(int fd, std::uint64_t addr, std::uint32_t len,
                                     std::uint64_t datamatch) override;
+  // HostResources for build_virtio_devices: a TAP by name; the console's
+  // fds (stdio: a relay to the output and the serial's input, which the
+  // serial console then goes without; file: a relay to it; socket: the
+  // connected, non-blocking socket), kept in console_fds_ and relays_.
+  Expected<virtio::net::Tap> open_tap(const std::string& host_dev_name) override;
+  Expected<ConsoleFds> console_fds(const config::Console& console) override;
   Expected<void> setup_devices(ConsoleIo io);
-  // virtio-mmio devices: drives (the root drive first), network
-  // interfaces, the console, the entropy device; each gets a 4 KiB window
-  // and a GSI in order (DeviceManager).
-  Expected<void> setup_virtio(const config::VmConfig& config);
   // Starts a relay to `target`; returns the fd producers write to.
   Expected<int> relay_output(int target, const char* name);
   Expected<void> load_and_configure(const config::VmConfig& config);
