@@ -13,8 +13,10 @@
 // own version (see state_codec.hpp).
 //
 // Decoding trusts nothing: lengths are bounded, every byte is accounted for,
-// and vCPU and VM states that validate() refuses are refused. Whether the
-// snapshot fits this host is the restore's question (check_host_compat).
+// and vCPU and VM states that validate() refuses are refused, as is a
+// snapshot from another architecture (its kernel structs are raw bytes).
+// Whether the snapshot fits this host otherwise is the restore's question
+// (check_host_compat).
 #pragma once
 
 #include <linux/kvm.h>
