@@ -19,6 +19,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "api/json_document.hpp"
+#include "vmm/config/snapshot_config.hpp"
 #include "vmm/config/vm_config.hpp"
 
 namespace hvz::api {
@@ -115,6 +116,30 @@ struct NetworkInterfaceUpdate {
 Expected<NetworkInterfaceUpdate> parse_network_interface_update(const nlohmann::json& j,
                                                                 const std::string& where,
                                                                 const JsonDocument* doc = nullptr);
+
+// The body of PUT /snapshot/create (Firecracker's CreateSnapshotParams):
+// snapshot_type ("Full" or "Diff", default Full), snapshot_path and
+// mem_file_path (both required).
+Expected<config::SnapshotCreate> parse_snapshot_create(const nlohmann::json& j,
+                                                       const std::string& where,
+                                                       const JsonDocument* doc = nullptr);
+
+// The body of PUT /snapshot/load (Firecracker's LoadSnapshotConfig):
+// snapshot_path, exactly one of mem_backend {backend_path, backend_type
+// "File" or "Uffd"} and the deprecated mem_file_path (a File backend),
+// track_dirty_pages or the deprecated enable_diff_snapshots (either turns
+// tracking on, as in Firecracker), resume_vm, network_overrides
+// [{iface_id, host_dev_name}]. Firecracker's vsock_override (no vsock in
+// hvz), clock_realtime true and huge_pages other than "Snapshot" are
+// Errc::kUnsupported.
+struct SnapshotLoadBody {
+  config::SnapshotLoad load;
+  // mem_file_path or enable_diff_snapshots was used: Firecracker answers
+  // with "Deprecation: true".
+  bool deprecated = false;
+};
+Expected<SnapshotLoadBody> parse_snapshot_load(const nlohmann::json& j, const std::string& where,
+                                               const JsonDocument* doc = nullptr);
 
 // The objects in the shape GET /vm/config shows them.
 nlohmann::json to_json(const config::BootSource& boot_source);

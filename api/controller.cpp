@@ -138,7 +138,6 @@ constexpr Unsupported kUnsupported[] = {
     {"vsock", {"PUT"}, "vsock is not supported yet"},
     {"balloon", {"GET", "PUT", "PATCH"}, "the balloon device is not supported yet"},
     {"mmds", {"GET", "PUT", "PATCH"}, "MMDS is not supported yet"},
-    {"snapshot", {"PUT"}, "snapshots are not supported yet"},
     {"cpu-config", {"PUT"}, "custom CPU templates (cpu-config) are not supported yet"},
     {"pmem", {"PUT", "PATCH"}, "pmem devices are not supported yet"},
     {"hotplug", {"GET", "PUT", "PATCH"}, "memory hotplug is not supported yet"},
@@ -287,6 +286,10 @@ const Controller::RouteSpec Controller::kRoutes[] = {
      [](Controller& c, const RouteCall& r) { return done(c.put_serial(r.body)); }},
     {"PUT", "/entropy", "put_entropy",
      [](Controller& c, const RouteCall& r) { return done(c.put_entropy(r.body)); }},
+    {"PUT", "/snapshot/create", "create_snapshot",
+     [](Controller& c, const RouteCall& r) { return done(c.create_snapshot(r.body)); }},
+    {"PUT", "/snapshot/load", "load_snapshot",
+     [](Controller& c, const RouteCall& r) { return done(c.load_snapshot(r.body)); }},
 };
 const char* Controller::route_name(Route route) {
   static_assert(std::size(kRoutes) == kRouteCount, "kRouteCount is the table's size");
@@ -419,6 +422,7 @@ Expected<void> Controller::put_boot_source(const std::string& body) {
   auto boot = parse_boot_source(doc->root(), "", &*doc);
   if (!boot) return body_error(boot.error());
   if (started()) return invalid(kNotSupportedPostBoot);
+  boot_path_ = true;
   // Firecracker opens both files and builds the command line here
   // (BootConfig::new).
   if (boot->kernel_image_path.empty() || options_.check_paths) {
@@ -462,6 +466,7 @@ Expected<void> Controller::put_machine_config(const std::string& body, bool patc
     deprecated_ = true;
   }
   if (started()) return invalid(kNotSupportedPostBoot);
+  boot_path_ = true;
   // virtio_mmio_cmdline is hvz's --virtio-mmio-cmdline: a PUT that does not
   // name it leaves it alone rather than resetting it.
   if (!patch && !j.contains("virtio_mmio_cmdline")) {
@@ -479,6 +484,7 @@ Expected<void> Controller::put_drive(const std::string& id, const std::string& b
   if (!drive) return body_error(drive.error());
   if (auto ok = check_id_match(id, drive->drive_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
+  boot_path_ = true;
 
   const auto& drives = config().drives;
   const auto same = std::find_if(drives.begin(), drives.end(),
@@ -571,6 +577,7 @@ Expected<void> Controller::put_network_interface(const std::string& id, const st
   if (!iface) return body_error(iface.error());
   if (auto ok = check_id_match(id, iface->iface_id); !ok) return ok;
   if (started()) return invalid(kNotSupportedPostBoot);
+  boot_path_ = true;
   constexpr const char* kNetwork = "Network config error: ";
 
   std::vector<config::NetworkInterface> next = config().network_interfaces;
@@ -723,7 +730,86 @@ Expected<void> Controller::put_entropy(const std::string& body) {
   auto entropy = parse_entropy(doc->root(), "", &*doc);
   if (!entropy) return body_error(entropy.error());
   if (started()) return invalid(kNotSupportedPostBoot);
+  boot_path_ = true;
   resources_.update([&](config::VmConfig& c) { c.entropy = std::move(*entropy); });
+  return {};
+}
+
+// Firecracker's prefixes of the snapshot errors (VmmActionError).
+constexpr const char* kCreateSnapshotError = "Create snapshot error: ";
+constexpr const char* kLoadSnapshotError = "Load snapshot error: ";
+
+Expected<void> Controller::create_snapshot(const std::string& body) {
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto create = parse_snapshot_create(doc->root(), "", &*doc);
+  if (!create) return body_error(create.error());
+  if (!started()) return invalid(kNotSupportedPreBoot);
+  // Firecracker 1.7's rule (rpc_interface.rs); its later releases take a
+  // Diff without tracking too (pages found through mincore()).
+  if (create->type == config::SnapshotType::kDiff && !config().machine_config.track_dirty_pages) {
+    return invalid(
+        "The requested operation is not supported: Diff snapshots are not allowed on uVMs with "
+        "dirty page tracking disabled.");
+  }
+  // Firecracker's running vCPUs refuse to save their state (vstate/vcpu.rs).
+  if (state() != VmState::kPaused) {
+    return invalid(std::string(kCreateSnapshotError) +
+                   "Cannot save the microVM state: Operation not allowed: save/restore "
+                   "unavailable while running");
+  }
+  if (auto ok = config::validate(*create); !ok) {
+    return make_error(ok.error().code(), kCreateSnapshotError + ok.error().message());
+  }
+  LOG_INFO("API: creating a %s snapshot",
+           create->type == config::SnapshotType::kDiff ? "Diff" : "Full");
+  if (auto ok = backend_.create_snapshot(*create); !ok) {
+    return make_error(ok.error().code(), kCreateSnapshotError + ok.error().message());
+  }
+  return {};
+}
+
+Expected<void> Controller::load_snapshot(const std::string& body) {
+  auto doc = parse_body(body);
+  if (!doc) return tl::unexpected(doc.error());
+  auto parsed = parse_snapshot_load(doc->root(), "", &*doc);
+  if (!parsed) return body_error(parsed.error());
+  if (parsed->deprecated) {
+    LOG_WARN("PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.");
+    deprecated_ = true;
+  }
+  if (started()) return invalid(kNotSupportedPostBoot);
+  if (boot_path_) {
+    return invalid(std::string(kLoadSnapshotError) +
+                   "Loading a microVM snapshot not allowed after configuring boot-specific "
+                   "resources.");
+  }
+  const config::SnapshotLoad& load = parsed->load;
+  if (auto ok = config::validate(load); !ok) {
+    return make_error(ok.error().code(), kLoadSnapshotError + ok.error().message());
+  }
+  LOG_INFO("API: loading a microVM snapshot");
+  // A failed load changes nothing here: the backend left nothing started,
+  // so another load or a configuration may follow.
+  auto restored = backend_.load_snapshot(load);
+  if (!restored) {
+    return make_error(restored.error().code(), kLoadSnapshotError + restored.error().message());
+  }
+  // The restored VM, with what the request asked for and what belongs to
+  // this process rather than to the VM (its logger, metrics and serial
+  // output) as configured here.
+  config::VmConfig next = std::move(*restored);
+  next.machine_config.track_dirty_pages = load.track_dirty_pages;
+  for (const auto& o : load.network_overrides) {
+    for (auto& n : next.network_interfaces) {
+      if (n.iface_id == o.iface_id) n.host_dev_name = o.host_dev_name;
+    }
+  }
+  next.logger = config().logger;
+  next.metrics = config().metrics;
+  next.serial = config().serial;
+  resources_.update([&](config::VmConfig& c) { c = std::move(next); });
+  state_.store(load.resume_vm ? VmState::kRunning : VmState::kPaused);
   return {};
 }
 

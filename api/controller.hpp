@@ -15,6 +15,7 @@
 #include <string>
 
 #include "api/http_server.hpp"
+#include "vmm/config/snapshot_config.hpp"
 #include "vmm/config/vm_config.hpp"
 #include "vmm/vm_resources.hpp"
 
@@ -62,6 +63,17 @@ class Backend {
   virtual Expected<void> configure_logger(const config::LoggerConfig& logger) = 0;
   virtual Expected<void> configure_metrics(const config::MetricsConfig& metrics) = 0;
   virtual Expected<void> flush_metrics() = 0;
+  // PUT /snapshot/create, with the VM paused: writes the VM's state to
+  // snapshot_path and its memory (all of it, or for kDiff the pages
+  // written since the last snapshot) to mem_file_path.
+  virtual Expected<void> create_snapshot(const config::SnapshotCreate& create) = 0;
+  // PUT /snapshot/load, on a process that has started no VM: builds the VM
+  // from the snapshot and leaves it paused, or running when
+  // load.resume_vm; returns the restored VM's configuration. On an error
+  // nothing is left started or held (the backend undoes what it built), so
+  // that the process may try another load or a configuration and
+  // InstanceStart; Firecracker instead exits after a failed restore.
+  virtual Expected<config::VmConfig> load_snapshot(const config::SnapshotLoad& load) = 0;
   // PUT /network-interfaces: opens the TAP device `host_dev_name` as the VM
   // will at InstanceStart, and closes it again. Firecracker opens it at the
   // PUT, so that a TAP that is missing (and cannot be created), busy or
@@ -107,7 +119,7 @@ class Controller {
   // paths and unsupported features. Each has a latency summary
   // "<name>_us" in the metrics group "api_server" (beside the counter
   // "errors_4xx").
-  static constexpr std::size_t kRouteCount = 17;  // checked against the table
+  static constexpr std::size_t kRouteCount = 19;  // checked against the table
   enum class Route : std::size_t { kOther = kRouteCount, kCount };
   static const char* route_name(Route route);
 
@@ -139,6 +151,8 @@ class Controller {
   Expected<void> put_metrics(const std::string& body);
   Expected<void> put_serial(const std::string& body);
   Expected<void> put_entropy(const std::string& body);
+  Expected<void> create_snapshot(const std::string& body);
+  Expected<void> load_snapshot(const std::string& body);
   std::string instance_info() const;
   bool started() const { return state() != VmState::kNotStarted; }
 
@@ -147,6 +161,14 @@ class Controller {
   std::unique_ptr<vmm::VmResources> own_resources_;  // without a VMM side's
   vmm::VmResources& resources_;
   std::atomic<VmState> state_{VmState::kNotStarted};
+  // A request configured a boot-specific resource (boot source, machine
+  // configuration, drive, network interface, entropy device): loading a
+  // snapshot is no longer allowed (Firecracker's boot_path). Set once the
+  // request has passed the checks Firecracker's API thread makes (its
+  // body, its ids, pre-boot), whether or not it then succeeds, as
+  // Firecracker sets its flag before trying; the logger, metrics and
+  // serial leave it alone.
+  bool boot_path_ = false;
   std::array<metrics::Summary*, static_cast<std::size_t>(Route::kCount)> latency_{};
   metrics::Counter* errors_4xx_ = nullptr;
   // The request used a deprecated field: the response says so

@@ -60,6 +60,14 @@ Expected<void> VmBackend::flush_metrics() {
   return metrics_->flush();
 }
 
+Expected<void> VmBackend::create_snapshot(const config::SnapshotCreate& /*create*/) {
+  return make_error(Errc::kUnsupported, "snapshot creation is not wired to the VMM yet");
+}
+
+Expected<config::VmConfig> VmBackend::load_snapshot(const config::SnapshotLoad& /*load*/) {
+  return make_error(Errc::kUnsupported, "snapshot loading is not wired to the VMM yet");
+}
+
 Expected<void> VmBackend::open_tap(const std::string& host_dev_name) {
   // The Tap is closed again on return: the VM opens its own at start. A
   // TAP this call created (the name did not exist and hvz may create

@@ -33,6 +33,9 @@ class VmBackend : public Backend {
   Expected<void> configure_logger(const config::LoggerConfig& logger) override;
   Expected<void> configure_metrics(const config::MetricsConfig& metrics) override;
   Expected<void> flush_metrics() override;
+  // Errc::kUnsupported until the VMM thread takes snapshot actions.
+  Expected<void> create_snapshot(const config::SnapshotCreate& create) override;
+  Expected<config::VmConfig> load_snapshot(const config::SnapshotLoad& load) override;
   // Tap::open(host_dev_name), closed at once; errors in Firecracker's
   // words (tap_error_message()).
   Expected<void> open_tap(const std::string& host_dev_name) override;

@@ -4,7 +4,7 @@
 // checks) and through every per-route body parser (boot source, machine
 // config for PUT and PATCH, drive, network interface, rate limiter,
 // logger, metrics, serial, entropy, console, drive and interface updates,
-// one-field variant bodies) on the document, its members and their
+// snapshot create and load, one-field variant bodies) on the document, its members and their
 // elements, as request bodies and config-file sections reach them.
 // A config file that parses must survive the round trip the header
 // promises: the JSON written for it (what GET /vm/config answers) parses
@@ -54,6 +54,8 @@ void parse_all(const json& j, const JsonDocument* doc) {
   (void)parse_console(j, w, doc);
   (void)parse_drive_update(j, w, doc);
   (void)parse_network_interface_update(j, w, doc);
+  (void)parse_snapshot_create(j, w, doc);
+  (void)parse_snapshot_load(j, w, doc);
   (void)parse_variant_body(j, "InstanceActionInfo", "action_type",
                            {"InstanceStart", "SendCtrlAltDel", "FlushMetrics"}, doc);
 }

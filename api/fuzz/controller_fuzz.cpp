@@ -58,6 +58,7 @@ constexpr const char* kPaths[] = {
     "/vsock",
     "/mmds",
     "/snapshot/create",
+    "/snapshot/load",
     "/cpu-config",
     "/drives/",
     "/drives",
@@ -96,6 +97,24 @@ class FakeBackend : public Backend {
   Expected<void> configure_logger(const config::LoggerConfig&) override { return result(6); }
   Expected<void> configure_metrics(const config::MetricsConfig&) override { return result(7); }
   Expected<void> flush_metrics() override { return result(7); }
+  Expected<void> create_snapshot(const config::SnapshotCreate&) override { return result(1); }
+  // A small restored VM (the failure bit of start()).
+  Expected<config::VmConfig> load_snapshot(const config::SnapshotLoad&) override {
+    if (auto ok = result(0); !ok) return tl::unexpected(ok.error());
+    config::VmConfig restored;
+    restored.boot_source = config::BootSource{"vmlinux", {}, {}};
+    restored.machine_config.vcpu_count = 2;
+    config::Drive root;
+    root.drive_id = "rootfs";
+    root.path_on_host = "rootfs.ext4";
+    root.is_root_device = true;
+    restored.drives.push_back(root);
+    config::NetworkInterface eth0;
+    eth0.iface_id = "eth0";
+    eth0.host_dev_name = "tap0";
+    restored.network_interfaces.push_back(eth0);
+    return restored;
+  }
 
  private:
   Expected<void> result(int bit) {

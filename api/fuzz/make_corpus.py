@@ -95,7 +95,8 @@ def http_corpus():
 METHODS = ["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD", "get"]
 PATHS = ["/", "/version", "/machine-config", "/vm/config", "/actions", "/boot-source", "/drives/rootfs",
          "/drives/data_1", "/network-interfaces/eth0", "/network-interfaces/eth1", "/vm", "/logger", "/metrics",
-         "/serial", "/entropy", "/balloon", "/vsock", "/mmds", "/snapshot/create", "/cpu-config", "/drives/",
+         "/serial", "/entropy", "/balloon", "/vsock", "/mmds", "/snapshot/create", "/snapshot/load",
+         "/cpu-config", "/drives/",
          "/drives", "/network-interfaces/", "//drives//rootfs", "/drives/rootfs/extra", "/machine-config?x=1",
          "/vm/config/", ""]
 
@@ -160,6 +161,23 @@ def controller_corpus():
         req("PUT", "/logger", {"level": "Chatty"}), req("PUT", "/actions", {"action_type": 1}),
         req("PUT", "/network-interfaces/eth0", dict(NET, guest_mac="zz:00:00:00:00:00")),
         req("PUT", "/boot-source", "[" * 200 + "]" * 200)])
+    create = {"snapshot_type": "Full", "snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}
+    load = {"snapshot_path": "vm.snap", "mem_backend": {"backend_type": "File", "backend_path": "vm.mem"},
+            "track_dirty_pages": True, "resume_vm": False,
+            "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}]}
+    controller_seed("snapshot-load", [
+        req("PUT", "/logger", LOGGER), req("PUT", "/snapshot/load", load), req("GET", "/"), req("GET", "/vm/config"),
+        req("PUT", "/snapshot/create", dict(create, snapshot_type="Diff")), req("PATCH", "/vm", {"state": "Resumed"}),
+        req("PUT", "/snapshot/create", create), req("PUT", "/snapshot/load", load), req("PUT", "/boot-source", BOOT)])
+    controller_seed("snapshot-create", configure + [
+        req("PUT", "/snapshot/create", create), start, req("PUT", "/snapshot/create", create),
+        req("PATCH", "/vm", {"state": "Paused"}), req("PUT", "/snapshot/create", dict(create, snapshot_type="Diff")),
+        req("PUT", "/snapshot/create", create), req("PUT", "/snapshot/load", load)])
+    controller_seed("snapshot-load-fails", [
+        req("PUT", "/snapshot/load", load), req("PUT", "/snapshot/load", dict(load, mem_file_path="vm.mem")),
+        req("PUT", "/snapshot/load", {"snapshot_path": "vm.snap", "mem_file_path": "vm.mem",
+                                      "enable_diff_snapshots": True}),
+        req("GET", "/"), req("PUT", "/boot-source", BOOT), req("PUT", "/snapshot/load", load)], failures=0x01)
     controller_seed("check-paths", [req("PUT", "/boot-source", {"kernel_image_path": "/"}),
                                     req("PUT", "/boot-source", {"kernel_image_path": "/dev/null"}),
                                     req("PUT", "/drives/rootfs", dict(DRIVE, path_on_host="/proc/self/status"))],
@@ -202,7 +220,12 @@ def config_corpus():
                        ("entropy", {"rate_limiter": LIMITER}), ("console", {"mode": "socket", "path": "/run/c.sock"}),
                        ("drive-update", {"drive_id": "rootfs", "path_on_host": "new.ext4", "rate_limiter": LIMITER}),
                        ("net-update", {"iface_id": "eth0", "rx_rate_limiter": {"ops": BUCKET}}),
-                       ("action", {"action_type": "InstanceStart"}), ("vm-state", {"state": "Paused"})):
+                       ("action", {"action_type": "InstanceStart"}), ("vm-state", {"state": "Paused"}),
+                       ("snapshot-create", {"snapshot_type": "Diff", "snapshot_path": "s", "mem_file_path": "m"}),
+                       ("snapshot-load", {"snapshot_path": "s", "mem_backend": {"backend_path": "u.sock",
+                                                                               "backend_type": "Uffd"},
+                                          "enable_diff_snapshots": True, "resume_vm": True,
+                                          "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap0"}]})):
         write(n, "body-" + name, dumps(body))
 
 

@@ -396,9 +396,31 @@ TEST(ConfigJson, RefusesBadNewSections) {
                    .c_str(),
                "network-interfaces[0].mtu: an MTU is not supported yet");
   expect_error(with_kernel(R"("machine-config": {"vcpu_count": 1, "mem_size_mib": 128,
-                                                  "track_dirty_pages": true})")
+                                                  "track_dirty_pages": 1})")
                    .c_str(),
-               "machine-config.track_dirty_pages: dirty page tracking is not supported yet");
+               "invalid type: integer `1`, expected a boolean at line 2 column 72 "
+               "(machine-config.track_dirty_pages)");
+}
+
+TEST(ConfigJson, TrackDirtyPages) {
+  auto c = parse_vm_config(with_kernel(R"("machine-config": {"vcpu_count": 1, "mem_size_mib": 128,
+                                                              "track_dirty_pages": true})"));
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->machine_config.track_dirty_pages);
+  EXPECT_EQ(to_json(c->machine_config)["track_dirty_pages"], true);
+  // Off by default; a PUT without it turns it off, a PATCH without it
+  // leaves it.
+  auto put = parse_machine_config(nlohmann::json{{"vcpu_count", 1}, {"mem_size_mib", 128}}, "");
+  ASSERT_TRUE(put) << put.error().message();
+  EXPECT_FALSE(put->track_dirty_pages);
+  EXPECT_EQ(to_json(*put)["track_dirty_pages"], false);
+  auto patched = parse_machine_config(nlohmann::json{{"vcpu_count", 2}}, "", &c->machine_config);
+  ASSERT_TRUE(patched) << patched.error().message();
+  EXPECT_TRUE(patched->track_dirty_pages);
+  patched =
+      parse_machine_config(nlohmann::json{{"track_dirty_pages", false}}, "", &c->machine_config);
+  ASSERT_TRUE(patched) << patched.error().message();
+  EXPECT_FALSE(patched->track_dirty_pages);
 }
 
 TEST(ConfigJson, MachineConfigPatchSemantics) {
@@ -449,6 +471,7 @@ TEST(ConfigJson, FullConfigRoundTripsIdentically) {
   c.machine_config.mem_size_mib = 300;
   c.machine_config.huge_pages = config::HugePages::k2M;
   c.machine_config.virtio_mmio_cmdline = true;
+  c.machine_config.track_dirty_pages = true;
   config::RateLimiterConfig limiter;
   limiter.bandwidth = config::TokenBucketConfig{1000, 10, 100};
   config::RateLimiterConfig ops_only;
@@ -481,7 +504,7 @@ TEST(ConfigJson, FullConfigRoundTripsIdentically) {
   EXPECT_EQ(j["drives"][0]["io_engine"], "Async");
   EXPECT_EQ(j["network-interfaces"][0]["tx_rate_limiter"]["ops"]["size"], 5);
   EXPECT_EQ(j["logger"]["level"], "Trace");
-  EXPECT_EQ(j["machine-config"]["track_dirty_pages"], false);
+  EXPECT_EQ(j["machine-config"]["track_dirty_pages"], true);
   EXPECT_TRUE(j["boot-source"]["boot_args"].is_null());
   EXPECT_EQ(j["drives"][1]["cache_type"], "Writeback");
   EXPECT_EQ(j["drives"][0]["cache_type"], "Unsafe");

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "api/config_json.hpp"
@@ -50,6 +52,10 @@ class RecordingBackend : public Backend {
   // fails with that errno at TUNSETIFF.
   std::vector<std::string> taps;
   std::map<std::string, int> tap_errno;
+  // The snapshot calls' parameters; load_snapshot() returns `restored`.
+  std::optional<config::SnapshotCreate> created;
+  std::optional<config::SnapshotLoad> loaded;
+  config::VmConfig restored;
 
   Expected<void> start(const config::VmConfig& config) override {
     started_with = config;
@@ -82,6 +88,15 @@ class RecordingBackend : public Backend {
     return result("configure_metrics");
   }
   Expected<void> flush_metrics() override { return result("flush_metrics"); }
+  Expected<void> create_snapshot(const config::SnapshotCreate& create) override {
+    created = create;
+    return result("create_snapshot");
+  }
+  Expected<config::VmConfig> load_snapshot(const config::SnapshotLoad& load) override {
+    loaded = load;
+    if (auto ok = result("load_snapshot"); !ok) return tl::unexpected(ok.error());
+    return restored;
+  }
   Expected<void> open_tap(const std::string& name) override {
     taps.push_back(name);
     const auto it = tap_errno.find(name);
@@ -973,6 +988,13 @@ TEST_F(ControllerTest, UnknownPathsAndMethods) {
   fails("PATCH", "/boot-source", R"({"kernel_image_path": "/k"})",
         "Invalid request method and/or path: PATCH /boot-source.");
   fails("GET", "/vm", "", "Invalid request method and/or path: GET /vm.");
+  fails("GET", "/snapshot/create", "", "Invalid request method and/or path: GET /snapshot/create.");
+  fails("PATCH", "/snapshot/load", R"({"snapshot_path": "/s"})",
+        "Invalid request method and/or path: PATCH /snapshot/load.");
+  fails("PUT", "/snapshot/restore", R"({"snapshot_path": "/s"})",
+        "Invalid request method and/or path: PUT /snapshot/restore.");
+  fails("PUT", "/snapshot", R"({"snapshot_path": "/s"})",
+        "Invalid request method and/or path: PUT /snapshot.");
   fails("GET", "/vm/config/x", "", "Invalid request method and/or path");
   fails("GET", "/version/x", "", "Invalid request method and/or path");
   fails("PUT", "/machine-config/x", "{}", "Invalid request method and/or path");
@@ -989,9 +1011,6 @@ TEST_F(ControllerTest, UnknownPathsAndMethods) {
   fails("PUT", "/mmds", R"({"latest": {}})", "MMDS is not supported yet");
   fails("GET", "/mmds", "", "MMDS is not supported yet");
   fails("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"]})", "MMDS is not supported yet");
-  fails("PUT", "/snapshot/create", R"({"snapshot_path": "/s", "mem_file_path": "/m"})",
-        "snapshots are not supported yet");
-  fails("PUT", "/snapshot/load", R"({"snapshot_path": "/s"})", "snapshots are not supported yet");
   fails("PUT", "/cpu-config", "{}", "cpu-config) are not supported yet");
   fails("PUT", "/pmem/p0", R"({"id": "p0", "path_on_host": "/p"})",
         "pmem devices are not supported");
@@ -1262,6 +1281,408 @@ TEST_F(ControllerTest, HostileInputNeverCrashes) {
   r = unchecked.handle({"GET", "/vm/config", ""});
   EXPECT_EQ(r.status, 200);
   EXPECT_TRUE(json::accept(r.body)) << r.body;
+}
+
+// --- Snapshots: PUT /snapshot/create and PUT /snapshot/load ------------------
+
+class SnapshotTest : public ControllerTest {
+ protected:
+  // A fresh process: a new controller on a new backend.
+  void fresh() {
+    controller_.reset();
+    backend_ = RecordingBackend{};
+    backend_.restored = restored_vm();
+    controller_ = std::make_unique<Controller>(backend_, ControllerOptions{"test-vm", true});
+  }
+  void SetUp() override {
+    ControllerTest::SetUp();
+    backend_.restored = restored_vm();
+  }
+  // What the fake backend restores: a VM of its own, with the logger of
+  // the process that took the snapshot.
+  config::VmConfig restored_vm() const {
+    config::VmConfig c;
+    c.boot_source = config::BootSource{"/old/vmlinux", std::nullopt, std::string("console=ttyS0")};
+    c.machine_config.vcpu_count = 2;
+    c.machine_config.mem_size_mib = 256;
+    config::Drive root;
+    root.drive_id = "rootfs";
+    root.path_on_host = rootfs_;
+    root.is_root_device = true;
+    c.drives = {root};
+    config::NetworkInterface eth0;
+    eth0.iface_id = "eth0";
+    eth0.host_dev_name = "tap0";
+    config::NetworkInterface eth1 = eth0;
+    eth1.iface_id = "eth1";
+    eth1.host_dev_name = "tap1";
+    c.network_interfaces = {eth0, eth1};
+    c.logger = config::LoggerConfig{"/old/fc.log", config::LoggerConfig::Level::kTrace, true, true};
+    return c;
+  }
+  static json load_body(bool resume_vm = false) {
+    return {{"snapshot_path", "vm.snap"},
+            {"mem_backend", {{"backend_path", "vm.mem"}, {"backend_type", "File"}}},
+            {"resume_vm", resume_vm}};
+  }
+  static json create_body(const char* type = "Full") {
+    return {{"snapshot_type", type}, {"snapshot_path", "vm.snap"}, {"mem_file_path", "vm.mem"}};
+  }
+  void boot_paused() {
+    boot();
+    ok("PATCH", "/vm", {{"state", "Paused"}});
+    ASSERT_EQ(state(), "Paused");
+  }
+  bool called(const std::string& name) const {
+    return std::find(backend_.calls.begin(), backend_.calls.end(), name) != backend_.calls.end();
+  }
+};
+
+constexpr const char* kLoadNotAllowed =
+    "Load snapshot error: Loading a microVM snapshot not allowed after configuring "
+    "boot-specific resources.";
+constexpr const char* kWhileRunning =
+    "Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore "
+    "unavailable while running";
+constexpr const char* kDiffNeedsTracking =
+    "The requested operation is not supported: Diff snapshots are not allowed on uVMs with dirty "
+    "page tracking disabled.";
+
+TEST_F(SnapshotTest, CreateOnlyOnAPausedVm) {
+  fails("PUT", "/snapshot/create", create_body().dump(),
+        "The requested operation is not supported before starting the microVM.");
+  boot();
+  fails("PUT", "/snapshot/create", create_body().dump(), kWhileRunning);
+  EXPECT_FALSE(called("create_snapshot"));
+  ok("PATCH", "/vm", {{"state", "Paused"}});
+  ok("PUT", "/snapshot/create", create_body());
+  ASSERT_TRUE(backend_.created);
+  EXPECT_EQ(*backend_.created,
+            (config::SnapshotCreate{config::SnapshotType::kFull, "vm.snap", "vm.mem"}));
+  EXPECT_EQ(state(), "Paused");
+  // snapshot_type defaults to Full.
+  backend_.created.reset();
+  ok("PUT", "/snapshot/create", {{"snapshot_path", "b.snap"}, {"mem_file_path", "b.mem"}});
+  ASSERT_TRUE(backend_.created);
+  EXPECT_EQ(backend_.created->type, config::SnapshotType::kFull);
+  EXPECT_EQ(backend_.created->snapshot_path, "b.snap");
+  ok("PATCH", "/vm", {{"state", "Resumed"}});
+  backend_.created.reset();
+  fails("PUT", "/snapshot/create", create_body().dump(), kWhileRunning);
+  EXPECT_FALSE(backend_.created);
+}
+
+TEST_F(SnapshotTest, CreateAfterMarkStartedNeedsAPauseToo) {
+  controller_->mark_started();
+  fails("PUT", "/snapshot/create", create_body().dump(), kWhileRunning);
+  ok("PATCH", "/vm", {{"state", "Paused"}});
+  ok("PUT", "/snapshot/create", create_body());
+  EXPECT_TRUE(backend_.created);
+}
+
+TEST_F(SnapshotTest, DiffNeedsDirtyPageTracking) {
+  boot_paused();
+  EXPECT_FALSE(get("/machine-config")["track_dirty_pages"].get<bool>());
+  fails("PUT", "/snapshot/create", create_body("Diff").dump(), kDiffNeedsTracking);
+  EXPECT_FALSE(backend_.created);
+  ok("PUT", "/snapshot/create", create_body("Full"));
+
+  fresh();
+  ok("PUT", "/machine-config",
+     {{"vcpu_count", 1}, {"mem_size_mib", 128}, {"track_dirty_pages", true}});
+  EXPECT_TRUE(controller_->config().machine_config.track_dirty_pages);
+  EXPECT_EQ(get("/machine-config")["track_dirty_pages"], true);
+  EXPECT_EQ(get("/vm/config")["machine-config"]["track_dirty_pages"], true);
+  boot_paused();
+  ASSERT_TRUE(backend_.started_with);
+  EXPECT_TRUE(backend_.started_with->machine_config.track_dirty_pages);
+  ok("PUT", "/snapshot/create", create_body("Diff"));
+  ASSERT_TRUE(backend_.created);
+  EXPECT_EQ(backend_.created->type, config::SnapshotType::kDiff);
+}
+
+TEST_F(SnapshotTest, CreateBodyAndPathErrors) {
+  // The body is read first, as Firecracker's API thread does.
+  fails("PUT", "/snapshot/create", R"({"snapshot_path": "s"})",
+        "An error occurred when deserializing the json body of a request: missing field "
+        "`mem_file_path` at line 1 column 22.");
+  boot_paused();
+  fails("PUT", "/snapshot/create", R"({"snapshot_path": "s", "mem_file_path": "m", "x": 1})",
+        "An error occurred when deserializing the json body of a request: unknown field `x`, "
+        "expected one of `snapshot_type`, `snapshot_path`, `mem_file_path` at line 1 column 48.");
+  fails("PUT", "/snapshot/create",
+        R"({"snapshot_type": "full", "snapshot_path": "s", "mem_file_path": "m"})",
+        "unknown variant `full`, expected `Diff` or `Full`");
+  fails("PUT", "/snapshot/create", R"({"snapshot_path": ["s"], "mem_file_path": "m"})",
+        "invalid type: sequence, expected path string");
+  fails("PUT", "/snapshot/create", "{", "An error occurred when deserializing the json body");
+  fails("PUT", "/snapshot/create", R"({"snapshot_path": "", "mem_file_path": "m"})",
+        "Create snapshot error: no snapshot_path given (empty path)");
+  fails("PUT", "/snapshot/create", R"({"snapshot_path": "s", "mem_file_path": ""})",
+        "Create snapshot error: no mem_file_path given (empty path)");
+  EXPECT_FALSE(called("create_snapshot"));
+}
+
+TEST_F(SnapshotTest, CreateBackendErrorKeepsTheVmPaused) {
+  boot_paused();
+  backend_.errors["create_snapshot"] = "cannot write vm.mem: No space left on device";
+  fails("PUT", "/snapshot/create", create_body().dump(),
+        "Create snapshot error: cannot write vm.mem: No space left on device");
+  EXPECT_EQ(state(), "Paused");
+  backend_.errors.clear();
+  ok("PUT", "/snapshot/create", create_body());
+}
+
+TEST_F(SnapshotTest, LoadOnAFreshProcessLeavesTheVmPaused) {
+  // The logger and metrics may come first (they are not boot-specific).
+  ok("PUT", "/logger", {{"log_path", dir_ + "/log"}, {"level", "Info"}});
+  ok("PUT", "/metrics", {{"metrics_path", dir_ + "/metrics"}});
+  json body = load_body();
+  body["track_dirty_pages"] = true;
+  body["network_overrides"] = {{{"iface_id", "eth1"}, {"host_dev_name", "vmtap9"}}};
+  const auto r = call("PUT", "/snapshot/load", body.dump());
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(r.headers.empty());
+  EXPECT_EQ(backend_.calls,
+            (std::vector<std::string>{"configure_logger", "configure_metrics", "load_snapshot"}));
+  ASSERT_TRUE(backend_.loaded);
+  config::SnapshotLoad expected_load;
+  expected_load.snapshot_path = "vm.snap";
+  expected_load.mem_backend_path = "vm.mem";
+  expected_load.track_dirty_pages = true;
+  expected_load.network_overrides = {{"eth1", "vmtap9"}};
+  EXPECT_EQ(*backend_.loaded, expected_load);
+  EXPECT_EQ(state(), "Paused");
+  EXPECT_EQ(controller_->state(), VmState::kPaused);
+
+  // The restored VM, with the request's tracking and TAP names and this
+  // process's logger and metrics.
+  config::VmConfig expected = restored_vm();
+  expected.machine_config.track_dirty_pages = true;
+  expected.network_interfaces[1].host_dev_name = "vmtap9";
+  expected.logger = config::LoggerConfig{dir_ + "/log", config::LoggerConfig::Level::kInfo};
+  expected.metrics = config::MetricsConfig{dir_ + "/metrics"};
+  EXPECT_EQ(controller_->config(), expected);
+  EXPECT_EQ(get("/vm/config"), vm_config_to_json_value(expected));
+  EXPECT_EQ(get("/machine-config")["vcpu_count"], 2);
+  EXPECT_EQ(get("/machine-config")["track_dirty_pages"], true);
+
+  // From here on the post-boot rules hold.
+  fails("PUT", "/boot-source", json{{"kernel_image_path", kernel_}}.dump(), kPostBoot);
+  fails("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 128})", kPostBoot);
+  fails("PUT", "/actions", R"({"action_type": "InstanceStart"})", kPostBoot);
+  fails("PUT", "/snapshot/load", load_body().dump(), kPostBoot);
+  EXPECT_FALSE(called("start"));
+  ok("PATCH", "/drives/rootfs", {{"drive_id", "rootfs"}, {"path_on_host", data_}});
+  EXPECT_EQ(backend_.drive_path, data_);
+  // Tracking came with the load: a Diff snapshot may be taken.
+  ok("PUT", "/snapshot/create", create_body("Diff"));
+  ok("PATCH", "/vm", {{"state", "Resumed"}});
+  EXPECT_EQ(backend_.calls.back(), "resume");
+  EXPECT_EQ(state(), "Running");
+  fails("PUT", "/snapshot/create", create_body().dump(), kWhileRunning);
+}
+
+TEST_F(SnapshotTest, LoadWithResumeVmLeavesTheVmRunning) {
+  ok("PUT", "/snapshot/load", load_body(true));
+  ASSERT_TRUE(backend_.loaded);
+  EXPECT_TRUE(backend_.loaded->resume_vm);
+  EXPECT_EQ(state(), "Running");
+  // Without tracking asked for, none (whatever the snapshot's VM had).
+  EXPECT_FALSE(controller_->config().machine_config.track_dirty_pages);
+  // The restored VM's configuration, this process's (unset) logger.
+  config::VmConfig expected = restored_vm();
+  expected.logger.reset();
+  EXPECT_EQ(get("/vm/config"), vm_config_to_json_value(expected));
+  fails("PUT", "/snapshot/create", create_body().dump(), kWhileRunning);
+  ok("PATCH", "/vm", {{"state", "Paused"}});
+  fails("PUT", "/snapshot/create", create_body("Diff").dump(), kDiffNeedsTracking);
+  ok("PUT", "/snapshot/create", create_body());
+}
+
+TEST_F(SnapshotTest, LoadRefusedAfterBootSpecificResources) {
+  const std::string drive = root_drive().dump();
+  const std::vector<std::tuple<std::string, std::string, std::string>> configure = {
+      {"PUT", "/boot-source", json{{"kernel_image_path", kernel_}}.dump()},
+      {"PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256})"},
+      {"PATCH", "/machine-config", R"({"vcpu_count": 2})"},
+      {"PUT", "/drives/rootfs", drive},
+      {"PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0"})"},
+      {"PUT", "/entropy", "{}"},
+  };
+  for (const auto& [method, target, body] : configure) {
+    SCOPED_TRACE(method + " " + target);
+    fresh();
+    const auto r = call(method, target, body);
+    EXPECT_EQ(r.status, 204) << r.body;
+    fails("PUT", "/snapshot/load", load_body().dump(), kLoadNotAllowed);
+    EXPECT_FALSE(backend_.loaded);
+    EXPECT_EQ(state(), "Not started");
+  }
+}
+
+TEST_F(SnapshotTest, LoadRefusedEvenAfterAFailedConfiguration) {
+  // Firecracker marks the boot path before it tries the request: a drive
+  // whose file cannot be opened closes it too.
+  fails("PUT", "/drives/rootfs",
+        json{{"drive_id", "rootfs"}, {"path_on_host", dir_ + "/missing"}, {"is_root_device", true}}
+            .dump(),
+        "No such file or directory");
+  fails("PUT", "/snapshot/load", load_body().dump(), kLoadNotAllowed);
+  // Not a body its API thread refuses, nor an id that differs from the
+  // path's.
+  fresh();
+  fails("PUT", "/boot-source", R"({"kernel": "x"})", "unknown field `kernel`");
+  fails("PUT", "/drives/rootfs",
+        json{{"drive_id", "other"}, {"path_on_host", rootfs_}, {"is_root_device", true}}.dump(),
+        "does not match the id from the body");
+  fails("PATCH", "/machine-config", R"({"vcpu_count": null})", "Empty PATCH request.");
+  ok("PUT", "/snapshot/load", load_body());
+}
+
+TEST_F(SnapshotTest, LoggerMetricsAndSerialDoNotBlockALoad) {
+  ok("PUT", "/logger", {{"level", "Debug"}});
+  ok("PUT", "/metrics", {{"metrics_path", dir_ + "/metrics"}});
+  // Firecracker keeps the serial configuration out of the boot path too.
+  ok("PUT", "/serial", {{"serial_out_path", dir_ + "/serial"}});
+  ok("PUT", "/snapshot/load", load_body());
+  EXPECT_EQ(state(), "Paused");
+  ASSERT_TRUE(controller_->config().serial);
+  EXPECT_EQ(controller_->config().serial->serial_out_path, dir_ + "/serial");
+  EXPECT_EQ(controller_->config().logger->level, config::LoggerConfig::Level::kDebug);
+}
+
+TEST_F(SnapshotTest, LoadRefusedAfterStart) {
+  boot();
+  fails("PUT", "/snapshot/load", load_body().dump(),
+        "The requested operation is not supported after starting the microVM.");
+  EXPECT_FALSE(backend_.loaded);
+  fresh();
+  controller_->mark_started();
+  fails("PUT", "/snapshot/load", load_body().dump(), kPostBoot);
+  EXPECT_FALSE(backend_.loaded);
+}
+
+TEST_F(SnapshotTest, LoadRefusedASecondTime) {
+  ok("PUT", "/snapshot/load", load_body());
+  backend_.loaded.reset();
+  fails("PUT", "/snapshot/load", load_body(true).dump(), kPostBoot);
+  EXPECT_FALSE(backend_.loaded);
+  EXPECT_EQ(state(), "Paused");
+}
+
+TEST_F(SnapshotTest, FailedLoadLeavesTheProcessAsItWas) {
+  ok("PUT", "/logger", {{"level", "Info"}});
+  const config::VmConfig before = controller_->config();
+  backend_.errors["load_snapshot"] = "Failed to open snapshot file: No such file or directory";
+  fails("PUT", "/snapshot/load", load_body(true).dump(),
+        "Load snapshot error: Failed to open snapshot file: No such file or directory");
+  EXPECT_TRUE(backend_.loaded);
+  EXPECT_EQ(state(), "Not started");
+  EXPECT_EQ(controller_->config(), before);
+  // Another load may follow...
+  backend_.errors.clear();
+  ok("PUT", "/snapshot/load", load_body(true));
+  EXPECT_EQ(state(), "Running");
+
+  // ... or a configuration and InstanceStart.
+  fresh();
+  backend_.errors["load_snapshot"] = "bad snapshot";
+  fails("PUT", "/snapshot/load", load_body().dump(), "Load snapshot error: bad snapshot");
+  boot();
+  EXPECT_EQ(state(), "Running");
+  EXPECT_EQ(controller_->config().boot_source->kernel_image_path, kernel_);
+}
+
+TEST_F(SnapshotTest, LoadBodyErrors) {
+  constexpr const char* kDeser =
+      "An error occurred when deserializing the json body of a request: ";
+  fails(
+      "PUT", "/snapshot/load", R"({"snapshot_path": "s"})",
+      std::string(kDeser) + "missing field: either `mem_backend` or `mem_file_path` is required.");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m",
+            "mem_backend": {"backend_path": "m", "backend_type": "File"}})",
+        std::string(kDeser) +
+            "too many fields: either `mem_backend` or `mem_file_path` exclusively is required.");
+  fails("PUT", "/snapshot/load", R"({"mem_file_path": "m"})",
+        std::string(kDeser) + "missing field `snapshot_path` at line 1 column 22.");
+  fails("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_backend": {"backend_path": "m"}})",
+        "missing field `backend_type`");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_backend": {"backend_path": "m", "backend_type": "Mmap"}})",
+        "unknown variant `Mmap`, expected `File` or `Uffd`");
+  fails("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "resume": 1})",
+        "unknown field `resume`");
+  fails("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "resume_vm": 1})",
+        "invalid type: integer `1`, expected a boolean");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": {}})",
+        "invalid type: map, expected a sequence");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [{"iface_id": "e"}]})",
+        "missing field `host_dev_name`");
+  // What hvz lacks, in its own words.
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "vsock_override": {"uds_path": "v"}})",
+        "vsock_override: vsock is not supported yet");
+  // The parameters' own rules, after the state's.
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "", "mem_backend": {"backend_path": "m", "backend_type": "Uffd"}})",
+        "Load snapshot error: no snapshot_path given (empty path)");
+  fails("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": ""})",
+        "Load snapshot error: no memory backend path given (empty path)");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [
+              {"iface_id": "eth0", "host_dev_name": "a"}, {"iface_id": "eth0", "host_dev_name": "b"}]})",
+        "Load snapshot error: network_overrides: duplicate iface_id 'eth0'");
+  fails("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [
+              {"iface_id": "eth-0", "host_dev_name": "a"}]})",
+        "Load snapshot error: network_overrides: invalid iface_id 'eth-0'");
+  EXPECT_FALSE(backend_.loaded);
+  EXPECT_EQ(state(), "Not started");
+  // None of them used the one load.
+  ok("PUT", "/snapshot/load", load_body());
+}
+
+TEST_F(SnapshotTest, DeprecatedLoadFieldsGetTheHeader) {
+  auto r = call("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m"})");
+  EXPECT_EQ(r.status, 204) << r.body;
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Deprecation", "true"}));
+  ASSERT_TRUE(backend_.loaded);
+  EXPECT_EQ(backend_.loaded->mem_backend_type, config::MemBackendType::kFile);
+  EXPECT_EQ(backend_.loaded->mem_backend_path, "m");
+  // Flagged whatever becomes of the request after parsing.
+  r = call("PUT", "/snapshot/load",
+           R"({"snapshot_path": "s", "mem_backend": {"backend_path": "m", "backend_type": "File"},
+               "enable_diff_snapshots": true})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.headers.size(), 1u);
+  fresh();
+  r = call("PUT", "/snapshot/load",
+           R"({"snapshot_path": "s", "mem_backend": {"backend_path": "m", "backend_type": "File"},
+               "enable_diff_snapshots": true, "track_dirty_pages": false})");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(r.headers.size(), 1u);
+  ASSERT_TRUE(backend_.loaded);
+  EXPECT_TRUE(backend_.loaded->track_dirty_pages);
+  EXPECT_TRUE(controller_->config().machine_config.track_dirty_pages);
+  fresh();
+  r = call("PUT", "/snapshot/load", load_body().dump());
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(r.headers.empty());
+}
+
+TEST_F(SnapshotTest, VmBackendIsNotWiredYet) {
+  auto vm = VmBackend::create();
+  ASSERT_TRUE(vm) << vm.error().message();
+  Controller c(**vm, ControllerOptions{"real", false});
+  const auto r = c.handle(HttpRequest{"PUT", "/snapshot/load", load_body().dump()});
+  expect_fault(r, "Load snapshot error: snapshot loading is not wired to the VMM yet");
+  EXPECT_EQ(c.state(), VmState::kNotStarted);
+  EXPECT_FALSE((*vm)->create_snapshot(config::SnapshotCreate{}));
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 # Sends the API requests where hvz's answers were compared with
 # Firecracker's (duplicate keys, null, boot_args, metrics/logger twice,
 # GET /vm/config, TAPs at PUT, machine-config checks, deprecation, fault
-# wording) to `hvz --api-sock` with curl, before any InstanceStart, and
+# wording, snapshot create/load rules and bodies) to `hvz --api-sock` with curl, before any InstanceStart, and
 # prints one tab-separated line per request: case, status, Deprecation
 # header, fault_message (or the body of a 200). Run it on two builds and
 # compare the outputs. Also floods one connection with an endless chunk
@@ -124,6 +124,40 @@ req patch-boot-source PATCH /boot-source '{"kernel_image_path": "vmlinux"}'
 req unknown-field PUT /boot-source '{"kernel_image_path": "vmlinux", "kernel": "x"}'
 req wrong-type PUT /machine-config '{"vcpu_count": "2", "mem_size_mib": 128}'
 req action-unknown PUT /actions '{"action_type": "Reboot"}'
+
+# --- snapshots ------------------------------------------------------------------
+# On the configured instance: create before boot, load after boot-specific
+# resources (with the deprecated fields: the Deprecation header), dirty
+# page tracking in machine-config.
+req track-dirty-pages PATCH /machine-config '{"track_dirty_pages": true}'
+req snapshot-create-preboot PUT /snapshot/create \
+    '{"snapshot_type": "Diff", "snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}'
+req snapshot-create-bad-type PUT /snapshot/create \
+    '{"snapshot_type": "Partial", "snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}'
+req snapshot-load-after-config PUT /snapshot/load \
+    '{"snapshot_path": "vm.snap", "mem_backend": {"backend_type": "File", "backend_path": "vm.mem"}}'
+req snapshot-load-deprecated PUT /snapshot/load \
+    '{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem", "enable_diff_snapshots": true, "track_dirty_pages": true}'
+req snapshot-missing-op PUT /snapshot '{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}'
+# On a fresh instance: body errors (which Firecracker survives), then a
+# load of files that do not exist (after which Firecracker exits), then
+# what is left of the process.
+start snap
+sock="$work/snap.sock"
+req snapshot-load-no-mem PUT /snapshot/load '{"snapshot_path": "vm.snap"}'
+req snapshot-load-both-mem PUT /snapshot/load \
+    '{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem", "mem_backend": {"backend_type": "File", "backend_path": "vm.mem"}}'
+req snapshot-load-no-backend-type PUT /snapshot/load \
+    '{"snapshot_path": "vm.snap", "mem_backend": {"backend_path": "vm.mem"}}'
+req snapshot-load-unknown-field PUT /snapshot/load '{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem", "resume": true}'
+req snapshot-load-override-unknown-field PUT /snapshot/load \
+    '{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem", "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap0", "x": 1}]}'
+req snapshot-load-logger PUT /logger '{"log_path": "snap.log", "level": "Info"}'
+req snapshot-load-missing-files PUT /snapshot/load \
+    '{"snapshot_path": "missing.snap", "mem_backend": {"backend_type": "File", "backend_path": "missing.mem"}, "resume_vm": true}'
+req snapshot-after-failed-load GET /
+req snapshot-boot-after-failed-load PUT /boot-source '{"kernel_image_path": "vmlinux"}'
+sock="$work/main.sock"
 
 # --- network interfaces: the TAP at PUT ---------------------------------------
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v setpriv >/dev/null; then

@@ -22,13 +22,18 @@ InstanceStart, so no KVM is needed) in a scratch directory, and checks:
      documented (or fall under `x-hvz-not-supported`), and every documented
      operation must be served;
   5. GET /vm/config (and GET /machine-config) after the PUTs, against the
-     schema and against what was sent.
+     schema and against what was sent;
+  6. PUT /snapshot/load on a fresh hvz (after PUT /logger): a snapshot
+     that does not exist is a 400 "Load snapshot error: ..." that leaves
+     the process as it was (not started, still configurable), and after a
+     PUT /boot-source a load is refused.
 PUT /network-interfaces opens the TAP device, as Firecracker does: without
 CAP_NET_ADMIN (no TAP can be created) the examples marked `x-hvz-needs-tap`
 are expected to fail with Firecracker's "Could not create the network
 device" instead.
 The actions (InstanceStart with a kernel file that was removed) run on a
-second hvz, started without --id, with nothing but a boot source.
+second hvz, started without --id, with nothing but a boot source; the
+snapshot load on a third.
 Prints "openapi: N checks passed" and exits 1 on any failure.
 """
 
@@ -61,6 +66,7 @@ CANDIDATE_PATHS = [
     '/entropy', '/vsock',
     '/balloon', '/balloon/statistics', '/balloon/hinting/start', '/balloon/hinting/status',
     '/balloon/hinting/stop', '/mmds', '/mmds/config', '/snapshot/create', '/snapshot/load',
+    '/snapshot', '/snapshot/x', '/snapshot/load/x',
     '/cpu-config', '/hotplug/memory', '/pmem/pmem0', '/memory-hotplug', '/vm/config/x', '/vm/x',
     '/drives', '/drives/', '/drives/rootfs/', '/drives/rootfs/x', '/network-interfaces',
     '/network-interfaces/eth0/x', '/actions/x', '/machine-config/', '/machine-config/x',
@@ -75,6 +81,7 @@ TAP_FAILED = 'Could not create the network device'
 PROBE_BODY = {'x-hvz-probe': True}
 INSTANCE_ID = 'openapi_test'
 DEFAULT_ID = 'anonymous-instance'  # without --id
+RESTORE_ID = 'openapi_restore'
 # Files the examples name (relative paths, resolved in hvz's working
 # directory). The kernel is an empty file, removed before InstanceStart.
 SCRATCH_FILES = {
@@ -686,6 +693,31 @@ class OpenApiTest:
             self.c.check(resp.json.get('id') == self.instance_id,
                          'GET /: id %r, expected %r' % (resp.json.get('id'), self.instance_id))
 
+    # --- 6. Loading a snapshot on a fresh process --------------------------------
+
+    def check_failed_load(self):
+        c, paths = self.c, self.spec.doc['paths']
+        load_op = paths['/snapshot/load']['put']
+        resp = self.api.request('PUT', '/logger', body={'log_path': 'hvz.log'})
+        self.check_response('PUT /logger before a load', paths['/logger']['put'], resp, 204)
+        body = {'snapshot_path': 'missing.snap',
+                'mem_backend': {'backend_type': 'File', 'backend_path': 'missing.mem'}}
+        errors = list(self.spec.validator(self.request_body(load_op)['schema']).iter_errors(body))
+        c.check(not errors, 'PUT /snapshot/load test body does not match the schema: %s'
+                % '; '.join(e.message for e in errors[:3]))
+        resp = self.api.request('PUT', '/snapshot/load', body=body)
+        self.check_response('PUT /snapshot/load of a missing snapshot', load_op, resp, 400,
+                            'Load snapshot error: ')
+        self.check_state('Not started')
+        resp = self.api.request('PUT', '/boot-source', body={'kernel_image_path': 'vmlinux'})
+        self.check_response('PUT /boot-source after a failed load', paths['/boot-source']['put'],
+                            resp, 204)
+        resp = self.api.request('PUT', '/snapshot/load', body=body)
+        self.check_response('PUT /snapshot/load after PUT /boot-source', load_op, resp, 400,
+                            'Loading a microVM snapshot not allowed after configuring '
+                            'boot-specific resources.')
+        self.check_state('Not started')
+
     # --- main ------------------------------------------------------------------
 
     def phase(self, steps, instance_id):
@@ -731,6 +763,7 @@ class OpenApiTest:
 
         self.phase(configure, INSTANCE_ID)
         self.phase(act, DEFAULT_ID)
+        self.phase(self.check_failed_load, RESTORE_ID)
 
 
 def main():

@@ -48,26 +48,9 @@ Expected<void> validate(const VmConfig& config) {
     if (d.is_root_device) ++roots;
   }
   if (roots > 1) return make_error(Errc::kInvalidArgument, "more than one root drive");
-  for (std::size_t i = 0; i < config.network_interfaces.size(); ++i) {
-    const auto& n = config.network_interfaces[i];
-    if (!valid_id(n.iface_id)) {
-      return make_error(Errc::kInvalidArgument,
-                        "invalid iface_id '" + n.iface_id + "': use 1-64 of A-Z, a-z, 0-9, _");
-    }
-    for (std::size_t j = 0; j < i; ++j) {
-      if (config.network_interfaces[j].iface_id == n.iface_id) {
-        return make_error(Errc::kInvalidArgument, "duplicate iface_id '" + n.iface_id + "'");
-      }
-      if (config.network_interfaces[j].host_dev_name == n.host_dev_name) {
-        return make_error(Errc::kInvalidArgument,
-                          "host_dev_name '" + n.host_dev_name + "' used twice");
-      }
-    }
-    if (n.host_dev_name.empty() || n.host_dev_name.size() >= 16) {
-      return make_error(Errc::kInvalidArgument,
-                        "interface '" + n.iface_id + "': host_dev_name must be 1-15 characters");
-    }
-  }
+  std::vector<InterfaceName> names;
+  for (const auto& n : config.network_interfaces) names.push_back({n.iface_id, n.host_dev_name});
+  if (auto ok = validate_interface_names(names); !ok) return ok;
   if (config.console && config.console->mode != Console::Mode::kStdio &&
       config.console->path.empty()) {
     return make_error(Errc::kInvalidArgument, "console: a path is needed for file or socket");
@@ -82,6 +65,30 @@ Expected<void> validate(const VmConfig& config) {
 }  // namespace hvz::config
 
 namespace hvz::config {
+
+Expected<void> validate_interface_names(const std::vector<InterfaceName>& names) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& n = names[i];
+    if (!valid_id(n.iface_id)) {
+      return make_error(Errc::kInvalidArgument,
+                        "invalid iface_id '" + n.iface_id + "': use 1-64 of A-Z, a-z, 0-9, _");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (names[j].iface_id == n.iface_id) {
+        return make_error(Errc::kInvalidArgument, "duplicate iface_id '" + n.iface_id + "'");
+      }
+      if (names[j].host_dev_name == n.host_dev_name) {
+        return make_error(Errc::kInvalidArgument,
+                          "host_dev_name '" + n.host_dev_name + "' used twice");
+      }
+    }
+    if (n.host_dev_name.empty() || n.host_dev_name.size() >= 16) {
+      return make_error(Errc::kInvalidArgument,
+                        "interface '" + n.iface_id + "': host_dev_name must be 1-15 characters");
+    }
+  }
+  return {};
+}
 
 bool valid_id(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;

@@ -38,6 +38,8 @@ struct MachineConfig {
   std::uint32_t mem_size_mib = 128;
   bool smt = false;
   HugePages huge_pages = HugePages::kNone;
+  // KVM dirty page tracking of guest memory, for Diff snapshots.
+  bool track_dirty_pages = false;
   bool operator==(const MachineConfig&) const = default;
 };
 
@@ -162,6 +164,15 @@ struct VmConfig {
 
 // Firecracker's id rule: non-empty, at most 64 characters of [A-Za-z0-9_].
 bool valid_id(const std::string& id);
+
+// A network interface's names: its id and its TAP device's.
+struct InterfaceName {
+  const std::string& iface_id;
+  const std::string& host_dev_name;
+};
+// Every iface_id valid (valid_id()) and given once, every host_dev_name
+// 1-15 characters and given once: the first problem as an error.
+Expected<void> validate_interface_names(const std::vector<InterfaceName>& names);
 
 // The kernel command line for `config`: boot_args (or the default) plus
 // root= for the root drive, as Firecracker adds it.
