@@ -93,8 +93,8 @@ class VirtioBuilderTest : public ::testing::Test {
     return n;
   }
 
-  // Each device as "type:id" in slot order (id: drive_id, iface_id or
-  // nothing).
+  // Each device as "kind:id" in slot order (id: drive_id, iface_id or
+  // nothing), the kind from its virtio device type.
   std::vector<std::string> layout() const {
     std::vector<std::string> out;
     for (const auto& t : manager_->transports()) {
@@ -102,7 +102,22 @@ class VirtioBuilderTest : public ::testing::Test {
       std::string id;
       if (auto* b = dynamic_cast<virtio::block::BlockDevice*>(dev)) id = b->save().drive_id;
       if (auto* n = dynamic_cast<virtio::net::NetDevice*>(dev)) id = n->iface_id();
-      out.push_back(std::to_string(dev->device_type()) + ":" + id);
+      const char* kind = "?";
+      switch (dev->device_type()) {
+        case kBlock:
+          kind = "block";
+          break;
+        case kNet:
+          kind = "net";
+          break;
+        case kConsole:
+          kind = "console";
+          break;
+        case kRng:
+          kind = "rng";
+          break;
+      }
+      out.push_back(std::string(kind) + ":" + id);
     }
     return out;
   }
@@ -126,7 +141,7 @@ TEST_F(VirtioBuilderTest, TheRootDriveComesFirstThenNetsConsoleAndEntropy) {
   auto r = build_virtio_devices(config, *manager_, host_);
   ASSERT_TRUE(r) << r.error().message();
   const std::vector<std::string> want = {
-      "2:rootfs", "2:data1", "2:data2", "1:eth0", "1:eth1", "3:", "4:",
+      "block:rootfs", "block:data1", "block:data2", "net:eth0", "net:eth1", "console:", "rng:",
   };
   EXPECT_EQ(layout(), want);
   EXPECT_EQ(host_.taps, (std::vector<std::string>{"tap0", "tap1"}));
@@ -160,7 +175,7 @@ TEST_F(VirtioBuilderTest, ATapThatCannotBeOpenedIsNamedAndStopsTheBuild) {
   EXPECT_EQ(r.error().message(),
             "network interface 'eth1' (TAP busy0): TUNSETIFF: Device or resource busy");
   EXPECT_EQ(r.error().sys_errno(), EBUSY);
-  EXPECT_EQ(layout(), (std::vector<std::string>{"2:rootfs", "1:eth0"}));
+  EXPECT_EQ(layout(), (std::vector<std::string>{"block:rootfs", "net:eth0"}));
   EXPECT_EQ(host_.taps, (std::vector<std::string>{"tap0", "busy0"}));
 }
 
